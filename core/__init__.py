@@ -1,0 +1,1 @@
+"""Ticket rules: matching, badges, operations and notification routing, free of protocol code."""

@@ -1,0 +1,94 @@
+"""The `ticketd` command: argument parsing and the mapping of errors to exit codes.
+
+Each subcommand is a function in `mailgate.commands`; this module only builds
+the parser, loads the settings once and turns expected errors into one
+`ticketd: ` line on stderr and the exit code of the contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from core.errors import TicketdError, TransientError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"ticketd: {self.prog.removeprefix('ticketd ')}: {message}\n")
+        raise SystemExit(2)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=argparse.SUPPRESS, help="config file (TOML)")
+
+
+def _json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _cmd(
+    sub: Any, name: str, handler: Handler, help_text: str, json_output: bool = False
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    _common(parser)
+    if json_output:
+        _json(parser)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mailgate import commands as c
+
+    parser = Parser(prog="ticketd", description="Email-first support ticketing daemon.")
+    _common(parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _cmd(sub, "init", c.cmd_init, "create or upgrade the database and data folders")
+    _cmd(sub, "check-config", c.cmd_check_config, "validate the config and what it names")
+    serve = _cmd(sub, "serve", c.cmd_serve, "run the SMTP listener, pollers, sender, scheduler")
+    serve.add_argument("--no-smtp", action="store_true", help="do not listen for SMTP")
+    pipe = _cmd(sub, "pipe", c.cmd_pipe, "import one message from stdin (MTA pipe)")
+    pipe.add_argument("--department", help="the department address it was sent to")
+    pipe.add_argument("--sender", help="the envelope sender, when the MTA passes it")
+    poll = _cmd(sub, "poll", c.cmd_poll, "poll the configured IMAP mailboxes")
+    poll.add_argument("--once", action="store_true", help="one pass, then exit")
+    jobs = _cmd(sub, "run-jobs", c.cmd_run_jobs, "run the timed rules now")
+    jobs.add_argument("--once", action="store_true", help="one pass, then exit")
+    jobs.add_argument("--now", help="act as if it were this ISO-8601 time")
+    from mailgate.cli_directory import add_directory_commands
+    from mailgate.cli_tickets import add_ticket_commands
+
+    add_ticket_commands(sub, _cmd)
+    add_directory_commands(sub, _cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ticketd` command."""
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except TicketdError as err:
+        sys.stderr.write(f"ticketd: {err}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except OSError as err:
+        sys.stderr.write(f"ticketd: {err.strerror or err}: {err.filename or ''}\n".rstrip())
+        return TransientError.exit_code if args.command == "pipe" else 1
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

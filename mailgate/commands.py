@@ -1,0 +1,151 @@
+"""The daemon-level commands (init, check-config, serve, pipe, poll, run-jobs) and
+the helpers every command shares: loading the app, printing text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, TransientError, UsageError
+from mailgate.app import App
+from mailgate.settings import load_settings, locate_config
+
+
+def load_app(args: argparse.Namespace) -> App:
+    """Settings from `--config` (or the defaults) and the app built on them."""
+    return App(load_settings(locate_config(getattr(args, "config", None))))
+
+
+def ready_app(args: argparse.Namespace) -> App:
+    """The app with its schema in place (created on first use, as `init` would)."""
+    app = load_app(args)
+    app.upgrade_schema()
+    return app
+
+
+def emit_json(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=2, sort_keys=False, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def emit_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """A plain aligned table, cells cut to keep lines within a terminal."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [
+        min(max([len(h)] + [len(r[i]) for r in cells]), 40) for i, h in enumerate(headers)
+    ]
+    for row in [list(headers), *cells]:
+        line = "  ".join(v[: widths[i]].ljust(widths[i]) for i, v in enumerate(row))
+        sys.stdout.write(line.rstrip() + "\n")
+    if not cells:
+        sys.stdout.write("(none)\n")
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return " ".join(text.split())
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    app = load_app(args)
+    for line in app.init():
+        print(f"ok: {line}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        app = load_app(args)
+    except ConfigError as err:
+        sys.stderr.write(f"ticketd: {err}\n")
+        return 78
+    settings = app.settings
+    print(f"ok: config {settings.source} parsed and validated")
+    print(f"ok: {len(settings.departments)} department(s), addresses unique")
+    print(f"ok: {len(settings.admins)} admin(s), every department member known")
+    host, port = settings.smtp.host_port
+    print(f"ok: smtp.listen {host}:{port} parseable")
+    failures = [_check_writable(settings.data_dir), _check_database(app)]
+    from mailgate.imap_check import check_mailboxes
+
+    failures += check_mailboxes(settings)
+    for failure in filter(None, failures):
+        sys.stderr.write(f"ticketd: {failure}\n")
+    return 78 if any(failures) else 0
+
+
+def _check_writable(folder: str) -> str | None:
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        return f"data_dir {folder} is not writable: {err.strerror}"
+    print(f"ok: data_dir {folder} writable")
+    return None
+
+
+def _check_database(app: App) -> str | None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with app.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as err:
+        return f"database {app.engine.url.render_as_string()} unreachable: {err}"
+    print(f"ok: database {app.engine.url.render_as_string()} reachable")
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mailgate.daemon import serve
+
+    app = load_app(args)
+    app.init()
+    return serve(app, smtp=not args.no_smtp)
+
+
+def cmd_pipe(args: argparse.Namespace) -> int:
+    from mailgate.pipe import run_pipe
+
+    try:
+        app = load_app(args)
+    except ConfigError as err:
+        sys.stderr.write(f"ticketd: {err}\n")
+        return 78
+    try:
+        return run_pipe(app, sys.stdin.buffer, args.department, args.sender)
+    except TransientError as err:
+        sys.stderr.write(f"ticketd: {err}\n")
+        return 75
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from mailgate.imap import poll_command
+
+    return poll_command(ready_app(args), once=args.once)
+
+
+def cmd_run_jobs(args: argparse.Namespace) -> int:
+    from mailgate.jobs import run_jobs_command
+
+    return run_jobs_command(ready_app(args), once=args.once, now=args.now)
+
+
+def parse_ids(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
+        raise UsageError(f"expected comma-separated ids, got {text!r}") from err
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false", "no")

@@ -1,0 +1,1 @@
+"""Persistence: tables, mapping, unit of work, migrations and the blob store."""

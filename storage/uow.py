@@ -1,0 +1,330 @@
+"""The unit of work: one transaction, and the queries core's rules ask of it.
+
+Implements `core.ports.UnitOfWork` with a SQLAlchemy session. Nothing here
+decides anything; it finds, adds and deletes domain objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import model
+from core.errors import Conflict
+from core.events import Event
+from storage import tables
+from storage.blobs import BlobStore
+from storage.engine import is_sqlite
+from storage.mapping import map_domain
+
+T = TypeVar("T")
+
+
+class SqlUnitOfWork:
+    """A session used for one transaction; leaving without `commit` rolls back."""
+
+    def __init__(self, engine: Engine, blobs: BlobStore) -> None:
+        map_domain()
+        self._factory = sessionmaker(engine, expire_on_commit=False)
+        self._lock_rows = not is_sqlite(engine)
+        self.blobs = blobs
+        self.session: Session
+        self.events: list[Event] = []
+
+    def __enter__(self) -> SqlUnitOfWork:
+        self.session = self._factory()
+        self.events = []
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.session.rollback()
+        self.session.close()
+
+    def commit(self) -> None:
+        try:
+            self.session.commit()
+        except IntegrityError as err:
+            self.session.rollback()
+            raise Conflict(f"conflicts with existing data: {err.orig}") from err
+
+    def flush(self) -> None:
+        try:
+            self.session.flush()
+        except IntegrityError as err:
+            self.session.rollback()
+            raise Conflict(f"conflicts with existing data: {err.orig}") from err
+
+    def add(self, obj: object) -> None:
+        self.session.add(obj)
+
+    def delete(self, obj: object) -> None:
+        self.session.delete(obj)
+
+    def _one(self, cls: type[T], *where: Any) -> T | None:
+        return self.session.scalars(select(cls).where(*where).limit(1)).first()
+
+    def _all(self, cls: type[T], *where: Any, order: Any = None) -> list[T]:
+        query = select(cls).where(*where)
+        if order is not None:
+            query = query.order_by(order)
+        return list(self.session.scalars(query))
+
+    # tickets
+
+    def ticket(self, ticket_id: int, lock: bool = False) -> model.Ticket | None:
+        query = select(model.Ticket).where(tables.tickets.c.id == ticket_id)
+        if lock and self._lock_rows:
+            query = query.with_for_update()
+        return self.session.scalars(query).first()
+
+    def ticket_by_number(self, number: str, lock: bool = False) -> model.Ticket | None:
+        row = self.session.execute(
+            select(tables.tickets.c.id).where(tables.tickets.c.number == number)
+        ).first()
+        return self.ticket(row[0], lock) if row else None
+
+    def number_issued(self, number: str) -> bool:
+        found = self.session.execute(
+            select(tables.issued_numbers.c.number).where(
+                tables.issued_numbers.c.number == number
+            )
+        ).first()
+        return found is not None
+
+    def issue_number(self, number: str) -> None:
+        self.session.execute(tables.issued_numbers.insert().values(number=number))
+
+    def tickets(
+        self,
+        statuses: Sequence[str] = (),
+        department_ids: Sequence[int] | None = None,
+        tag: str | None = None,
+        flagged_admin_id: int | None = None,
+        search: str | None = None,
+        include_merged: bool = False,
+    ) -> list[model.Ticket]:
+        t = tables.tickets
+        query = select(model.Ticket)
+        if not include_merged:
+            query = query.where(t.c.merged_into_id.is_(None))
+        if statuses:
+            query = query.where(t.c.status.in_(statuses))
+        if department_ids is not None:
+            query = query.where(t.c.department_id.in_(department_ids))
+        if tag:
+            tagged = select(tables.ticket_tags.c.ticket_id).where(
+                tables.ticket_tags.c.tag == tag.lower()
+            )
+            query = query.where(t.c.id.in_(tagged))
+        if flagged_admin_id is not None:
+            query = query.where(t.c.flagged_admin_id == flagged_admin_id)
+        if search:
+            pattern = f"%{search.lower()}%"
+            in_body = select(tables.messages.c.ticket_id).where(
+                func.lower(tables.messages.c.body).like(pattern)
+            )
+            query = query.where(
+                or_(
+                    func.lower(t.c.subject).like(pattern),
+                    t.c.number == search,
+                    func.lower(t.c.requester_email).like(pattern),
+                    t.c.id.in_(in_body),
+                )
+            )
+        query = query.order_by(t.c.last_activity_at.desc(), t.c.id.desc())
+        return list(self.session.scalars(query))
+
+    def tickets_idle_since(self, statuses: Sequence[str], before: datetime) -> list[model.Ticket]:
+        t = tables.tickets
+        return self._all(
+            model.Ticket,
+            t.c.status.in_(statuses),
+            t.c.last_activity_at < before,
+            t.c.merged_into_id.is_(None),
+        )
+
+    def message(self, message_id: int) -> model.Message | None:
+        return self.session.get(model.Message, message_id)
+
+    def tickets_by_mail_id(self, mail_ids: Iterable[str], roles: Sequence[str]) -> list[int]:
+        ids = [m for m in mail_ids if m]
+        if not ids:
+            return []
+        links = tables.thread_links
+        rows = self.session.execute(
+            select(links.c.mail_message_id, links.c.ticket_id).where(
+                links.c.mail_message_id.in_(ids), links.c.role.in_(roles)
+            )
+        ).all()
+        order = {mail_id: i for i, mail_id in enumerate(ids)}
+        rows.sort(key=lambda row: order[row[0]])
+        return [row[1] for row in rows]
+
+    def thread_ids(self, ticket_id: int, role: str) -> list[str]:
+        links = tables.thread_links
+        rows = self.session.execute(
+            select(links.c.mail_message_id)
+            .where(links.c.ticket_id == ticket_id, links.c.role == role)
+            .order_by(links.c.id)
+        )
+        return [row[0] for row in rows]
+
+    def move_thread_links(self, from_ticket: int, to_ticket: int) -> None:
+        links = tables.thread_links
+        self.session.execute(
+            links.update().where(links.c.ticket_id == from_ticket).values(ticket_id=to_ticket)
+        )
+
+    # directory
+
+    def department(self, department_id: int) -> model.Department | None:
+        return self.session.get(model.Department, department_id)
+
+    def department_by_email(self, email: str) -> model.Department | None:
+        return self._one(model.Department, tables.departments.c.email == email.lower())
+
+    def departments(self) -> list[model.Department]:
+        return self._all(model.Department, order=tables.departments.c.id)
+
+    def members(self, department_id: int) -> list[model.DepartmentMember]:
+        return self._all(
+            model.DepartmentMember, tables.department_members.c.department_id == department_id
+        )
+
+    def admin(self, admin_id: int) -> model.Admin | None:
+        return self.session.get(model.Admin, admin_id)
+
+    def admin_by_username(self, username: str) -> model.Admin | None:
+        return self._one(model.Admin, tables.admins.c.username == username)
+
+    def admins(self) -> list[model.Admin]:
+        return self._all(model.Admin, order=tables.admins.c.id)
+
+    def admin_departments(self, admin_id: int) -> list[int]:
+        m = tables.department_members
+        rows = self.session.execute(select(m.c.department_id).where(m.c.admin_id == admin_id))
+        return [row[0] for row in rows]
+
+    def user_by_email(self, email: str) -> model.User | None:
+        return self._one(model.User, tables.users.c.email == email.lower())
+
+    def user(self, user_id: int) -> model.User | None:
+        return self.session.get(model.User, user_id)
+
+    def client(self, client_id: int) -> model.Client | None:
+        return self.session.get(model.Client, client_id)
+
+    def clients_owned_by(self, user_id: int) -> list[model.Client]:
+        return self._all(model.Client, tables.clients.c.owner_id == user_id)
+
+    def client_users(self, client_id: int) -> list[model.ClientUser]:
+        return self._all(model.ClientUser, tables.client_users.c.client_id == client_id)
+
+    def user_clients(self, user_id: int) -> list[model.ClientUser]:
+        return self._all(model.ClientUser, tables.client_users.c.user_id == user_id)
+
+    def contacts(self, client_id: int) -> list[model.Contact]:
+        return self._all(model.Contact, tables.contacts.c.client_id == client_id)
+
+    def contacts_by_email(self, email: str) -> list[model.Contact]:
+        return self._all(model.Contact, tables.contacts.c.email == email.lower())
+
+    # bans, import log, predefined replies, outbox
+
+    def bans(self) -> list[model.Ban]:
+        return self._all(model.Ban, order=tables.bans.c.pattern)
+
+    def ban(self, pattern: str) -> model.Ban | None:
+        return self._one(model.Ban, tables.bans.c.pattern == pattern.lower())
+
+    def is_banned(self, email: str) -> bool:
+        email = email.lower()
+        domain = email.rpartition("@")[2]
+        return self._one(model.Ban, tables.bans.c.pattern.in_([email, domain])) is not None
+
+    def import_record(self, import_id: int) -> model.ImportRecord | None:
+        return self.session.get(model.ImportRecord, import_id)
+
+    def import_records(
+        self, outcome: str | None = None, ticket_id: int | None = None
+    ) -> list[model.ImportRecord]:
+        log = tables.import_log
+        where = []
+        if outcome:
+            where.append(log.c.outcome == outcome)
+        if ticket_id is not None:
+            where.append(log.c.ticket_id == ticket_id)
+        return self._all(model.ImportRecord, *where, order=log.c.id.desc())
+
+    def received(self, key: str) -> model.ReceivedKey | None:
+        return self.session.get(model.ReceivedKey, key)
+
+    def imports_from(self, sender: str, since: datetime) -> int:
+        log = tables.import_log
+        query = select(func.count()).where(log.c.sender == sender, log.c.received_at >= since)
+        return int(self.session.execute(query).scalar_one())
+
+    def predefined_reply(self, title: str) -> model.PredefinedReply | None:
+        return self._one(
+            model.PredefinedReply,
+            func.lower(tables.predefined_replies.c.title) == title.lower(),
+        )
+
+    def predefined_replies(self, search: str = "") -> list[model.PredefinedReply]:
+        title = func.lower(tables.predefined_replies.c.title)
+        return self._all(
+            model.PredefinedReply,
+            title.like(f"%{search.lower()}%"),
+            order=tables.predefined_replies.c.title,
+        )
+
+    def custom_fields(self, department_id: int) -> list[model.CustomField]:
+        return self._all(model.CustomField, tables.custom_fields.c.department_id == department_id)
+
+    def field_values(self, ticket_id: int) -> list[model.CustomFieldValue]:
+        return self._all(
+            model.CustomFieldValue, tables.custom_field_values.c.ticket_id == ticket_id
+        )
+
+    def billable_items(self, ticket_id: int) -> list[model.BillableItem]:
+        return self._all(model.BillableItem, tables.billable_items.c.ticket_id == ticket_id)
+
+    def outbox_items(self, status: str | None = None) -> list[model.OutboxItem]:
+        where = [tables.outbox.c.status == status] if status else []
+        return self._all(model.OutboxItem, *where, order=tables.outbox.c.id.desc())
+
+    def automatic_mail_since(self, recipient: str, since: datetime) -> int:
+        o = tables.outbox
+        query = select(func.count()).where(
+            o.c.recipient == recipient, o.c.created_at >= since, o.c.automatic.is_(True)
+        )
+        return int(self.session.execute(query).scalar_one())
+
+    def suppression(self, email: str) -> model.Suppression | None:
+        return self.session.get(model.Suppression, email.lower())
+
+    def kb_articles(self) -> list[model.KbArticle]:
+        return self._all(model.KbArticle, order=tables.kb_articles.c.id)
+
+    def kb_article(self, article_id: int) -> model.KbArticle | None:
+        return self.session.get(model.KbArticle, article_id)
+
+    def feedback(self) -> list[model.Feedback]:
+        return self._all(model.Feedback, order=tables.feedback.c.id)
+
+    def delete_where(self, table: str, **equals: object) -> None:
+        target = tables.metadata.tables[table]
+        self.session.execute(
+            delete(target).where(*(target.c[k] == v for k, v in equals.items()))
+        )
