@@ -147,3 +147,10 @@ class App:
     def finish(self, uow: SqlUnitOfWork) -> None:
         """Commit the transaction's changes."""
         uow.commit()
+
+    def reload(self, settings: Settings) -> None:
+        """Adopt new settings; the database URL and data folder stay as they were."""
+        self.settings = settings
+        for cached in ("policy", "token_secret"):
+            self.__dict__.pop(cached, None)
+        self.sync_directory()

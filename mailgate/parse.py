@@ -133,7 +133,7 @@ def _structure_size(raw: bytes) -> tuple[int, int]:
     events: list[tuple[int, bytes | None]] = []
     for decl in _MULTIPART_DECL.finditer(raw):
         param = _BOUNDARY_PARAM.search(decl.group())
-        if param:
+        if param and (param.group(1) or param.group(2)):
             events.append((decl.start(), param.group(1) or param.group(2)))
     events.extend((m.start(), None) for m in _MESSAGE_DECL.finditer(raw))
     boundaries = {b for _, b in events if b}
@@ -697,10 +697,10 @@ def _dsn_report(body: _Walk) -> BounceReport | None:
 
 def _dsn_blocks(part: Message) -> list[dict[str, str]]:
     if isinstance(part.get_payload(), list):
-        blocks = _children(part)
-        return [{k.lower(): header_text(str(v)) for k, v in b.raw_items()} for b in blocks]
-    blocks = re.split(r"\r?\n[ \t]*\r?\n", str(part.get_payload()))
-    found = (re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", b, re.MULTILINE) for b in blocks)
+        groups = _children(part)
+        return [{k.lower(): header_text(str(v)) for k, v in g.raw_items()} for g in groups]
+    texts = re.split(r"\r?\n[ \t]*\r?\n", str(part.get_payload()))
+    found = (re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", t, re.MULTILINE) for t in texts)
     return [{k.lower(): v.strip() for k, v in pairs} for pairs in found]
 
 

@@ -217,12 +217,12 @@ class _Loader:
         for key, raw in table.items():
             name = f"{prefix}{key}"
             secret_key, _, kind = key.rpartition("_")
-            if kind in ("env", "file") and secret_key in known and secret_key in SECRET_KEYS:
+            if key in known:
+                values[key] = self.convert(hints[key], raw, name)
+            elif kind in ("env", "file") and secret_key in known and secret_key in SECRET_KEYS:
                 values[secret_key] = self._secret(name, kind, raw)
-                continue
-            if key not in known:
+            else:
                 raise ConfigError(f"{self.source}: unknown key '{name}'")
-            values[key] = self.convert(hints[key], raw, name)
         for f in known.values():
             if f.name not in values and f.default is MISSING and f.default_factory is MISSING:
                 raise ConfigError(f"{self.source}: key '{prefix}{f.name}' is required")

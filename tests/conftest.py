@@ -1,0 +1,180 @@
+"""Shared fixtures: a configured App on a throwaway database, and service checks.
+
+`TICKETD_TEST_DATABASE_URL` (a PostgreSQL server URL) runs every database test
+on PostgreSQL, each in a database of its own; `TICKETD_TEST_POSTGRES_URL`
+enables only the tests that need PostgreSQL itself (advisory locks, row locks
+across processes); `TICKETD_REQUIRE_SERVICES=1` turns skips for missing
+servers into failures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TICKETD = str(Path(sys.executable).parent / "ticketd")
+
+
+def require_service(reason: str) -> None:
+    """Skip for a missing server, or fail when CI demands every service."""
+    if os.environ.get("TICKETD_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def _server_url() -> str | None:
+    return os.environ.get("TICKETD_TEST_DATABASE_URL") or None
+
+
+def _create_database(server_url: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"ticketd_t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(server_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """SQLite in tmp_path, or a fresh PostgreSQL database when one is configured."""
+    server = _server_url()
+    if server is None:
+        yield f"sqlite:///{tmp_path / 'var' / 'ticketd.sqlite3'}"
+        return
+    url = _create_database(server)
+    try:
+        yield url
+    finally:
+        _drop_database(server, url)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database; skips (or fails in CI) without a server."""
+    server = os.environ.get("TICKETD_TEST_POSTGRES_URL") or _server_url()
+    if server is None:
+        require_service("PostgreSQL not configured (set TICKETD_TEST_POSTGRES_URL)")
+    assert server is not None
+    url = _create_database(server)
+    try:
+        yield url
+    finally:
+        _drop_database(server, url)
+
+
+BASE_CONFIG = """\
+data_dir = "var"
+[database]
+url = "{url}"
+[smtp]
+listen = "127.0.0.1:0"
+max_sessions = 8
+[outbound]
+transport = "maildir"
+maildir = "var/outbox"
+[tickets]
+close_inactive_hours = 72
+rate_limit_count = 1000
+[[departments]]
+name = "Support"
+email = "support@example.com"
+members = ["alice", "bob"]
+[[departments]]
+name = "Sales"
+email = "sales@example.com"
+aliases = ["orders@example.com"]
+members = ["carol"]
+[[admins]]
+username = "alice"
+name = "Alice Admin"
+email = "alice@example.com"
+signature = "-- Alice, Support"
+[[admins]]
+username = "bob"
+name = "Bob Admin"
+email = "bob@example.com"
+[[admins]]
+username = "carol"
+name = "Carol Sales"
+email = "carol@example.com"
+"""
+
+
+def write_config(folder: Path, url: str, extra: str = "") -> Path:
+    """A config file in `folder` for the standard test directory, plus `extra` TOML."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ticketd.toml"
+    path.write_text(BASE_CONFIG.format(url=url) + extra, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, database_url: str) -> Path:
+    return write_config(tmp_path, database_url)
+
+
+@pytest.fixture
+def app(config_path: Path) -> Iterator[Any]:
+    """An initialised App on the standard test config."""
+    from mailgate.app import App
+    from mailgate.settings import load_settings
+
+    application = App(load_settings(config_path))
+    application.init()
+    yield application
+    application.engine.dispose()
+
+
+def run_cli(config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `ticketd` command against `config`."""
+    return subprocess.run(
+        [TICKETD, "--config", str(config), *args],
+        input=stdin.decode("utf-8", "surrogateescape") if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_pipe(config: Path, raw: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """`ticketd pipe` with raw bytes on stdin."""
+    return subprocess.run(
+        [TICKETD, "--config", str(config), "pipe", *args],
+        input=raw,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def have(binary: str) -> bool:
+    return shutil.which(binary) is not None
