@@ -15,6 +15,7 @@ from typing import Literal
 from core.mail import Address, InboundMail
 
 Reason = Literal["auto_reply", "bounce", "loop"]
+OWN_MESSAGE_ID_PREFIX = "ticketd."
 
 _BOUNCE_LOCALS = re.compile(
     r"mailer[-_]?daemon|mail[-_]daemon|postmaster|mailer|mail[-_]?delivery[-_\w]*", re.IGNORECASE
@@ -113,9 +114,12 @@ def _own_loop_header(mail: InboundMail, context: _Context) -> tuple[str, str] | 
 
 
 def _own_message_id(mail: InboundMail, context: _Context) -> tuple[str, str] | None:
-    domain = (mail.message_id or "").rpartition("@")[2].lower()
+    """Our notifications' Message-IDs are `ticketd.<unique>@<one of our domains>`."""
+    local, _, domain = (mail.message_id or "").lower().rpartition("@")
+    if not local.startswith(OWN_MESSAGE_ID_PREFIX):
+        return None
     own = any(domain == d or domain.endswith("." + d) for d in context.own_domains)
-    return ("message-id", mail.message_id or "") if domain and own else None
+    return ("message-id", mail.message_id or "") if own else None
 
 
 def _delivery_report(mail: InboundMail, _: _Context) -> tuple[str, str] | None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from core.numbers import DEFAULT_MASK
+
+if TYPE_CHECKING:
+    from core.automation import EscalationRule
 
 OPEN = "Open"
 ANSWERED = "Answered"
@@ -46,6 +50,7 @@ class Policy:
     own_domains: frozenset[str] = field(default_factory=frozenset)
     token_secret: bytes = b""
     department_addresses: dict[str, str] = field(default_factory=dict)
+    escalations: tuple[EscalationRule, ...] = ()
 
     def department_for(self, address: str) -> str | None:
         """The department email that receives mail at `address` (itself or an alias)."""

@@ -25,14 +25,10 @@ class Audience(Enum):
     REQUESTER = "R"
 
 
+# The column letters of NOTIFICATIONS.md, so the table below reads like the page.
 W, D, F = Audience.WATCHERS, Audience.DEPARTMENT, Audience.FLAGGED
-O, U, C, CC, R = (
-    Audience.OWNER,
-    Audience.USERS,
-    Audience.CONTACTS,
-    Audience.CC,
-    Audience.REQUESTER,
-)
+O, U, C = Audience.OWNER, Audience.USERS, Audience.CONTACTS  # noqa: E741
+CC, R = Audience.CC, Audience.REQUESTER
 ADMIN_SIDE = frozenset({W, D, F})
 ADMIN, CLIENT = "admin", "client"
 
@@ -74,8 +70,12 @@ TABLE: dict[str, Row] = {
         Row(CLIENT_REPLY, frozenset({W, D, F}), CLIENT_REPLY, department_unless_flagged=True),
         Row(ADMIN_REPLY, frozenset({W, F, O, U, C, CC, R}), ADMIN_REPLY, ADMIN_REPLY),
         Row(OPTIONS_CHANGED, frozenset({W, F}), OPTIONS_CHANGED),
-        Row(DEPARTMENT_CHANGED, frozenset({W, D, F}), DEPARTMENT_CHANGED,
-            department_unless_flagged=True),
+        Row(
+            DEPARTMENT_CHANGED,
+            frozenset({W, D, F}),
+            DEPARTMENT_CHANGED,
+            department_unless_flagged=True,
+        ),
         Row(FLAGGED, frozenset({W, F}), FLAGGED, skip_self_target=True),
         Row(UNFLAGGED, frozenset({W, F}), UNFLAGGED),
         Row(NOTE_ADDED, frozenset({W, F}), NOTE_ADDED),

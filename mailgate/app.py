@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -16,13 +16,14 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from core.automation import EscalationRule
 from core.errors import ConfigError, TransientError
 from core.model import Admin, Department, DepartmentMember
 from core.policy import Policy, Status
 from mailgate.settings import Settings
-from storage import schema
 from storage.blobs import BlobStore
 from storage.engine import make_engine
+from storage.revision import HEAD_REVISION
 from storage.uow import SqlUnitOfWork
 
 
@@ -82,6 +83,7 @@ class App:
                 for d in self.settings.departments
                 for address in (d.email, *d.aliases)
             },
+            escalations=tuple(EscalationRule(**asdict(e)) for e in self.settings.escalations),
         )
 
     def init(self) -> list[str]:
@@ -105,7 +107,22 @@ class App:
         done.append("departments and admins mirrored from the config")
         return done
 
+    def ensure_schema(self) -> None:
+        """Upgrade only when the database is not at the newest revision (a cheap check)."""
+        from sqlalchemy import text
+
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(text("SELECT version_num FROM alembic_version"))
+                if [row[0] for row in found] == [HEAD_REVISION]:
+                    return
+        except (OperationalError, ProgrammingError):
+            pass
+        self.upgrade_schema()
+
     def upgrade_schema(self) -> None:
+        from storage import schema
+
         try:
             schema.upgrade(self.engine)
         except (OperationalError, ProgrammingError) as err:
@@ -145,7 +162,10 @@ class App:
             uow.commit()
 
     def finish(self, uow: SqlUnitOfWork) -> None:
-        """Commit the transaction's changes."""
+        """Queue the notifications the transaction's events call for, then commit."""
+        from mailgate.notify import queue_notifications
+
+        queue_notifications(self, uow, utcnow())
         uow.commit()
 
     def reload(self, settings: Settings) -> None:

@@ -45,7 +45,8 @@ def _cmd(
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(light: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; `light` leaves out the commands with heavy imports."""
     from mailgate import commands as c
 
     parser = Parser(prog="ticketd", description="Email-first support ticketing daemon.")
@@ -63,12 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = _cmd(sub, "run-jobs", c.cmd_run_jobs, "run the timed rules now")
     jobs.add_argument("--once", action="store_true", help="one pass, then exit")
     jobs.add_argument("--now", help="act as if it were this ISO-8601 time")
+    if light:
+        return parser
     from mailgate.cli_directory import add_directory_commands
+    from mailgate.cli_outbox import add_outbox_commands
+    from mailgate.cli_reports import add_report_commands
     from mailgate.cli_tickets import add_ticket_commands
 
     add_ticket_commands(sub, _cmd)
     add_directory_commands(sub, _cmd)
+    add_outbox_commands(sub, _cmd)
+    add_report_commands(sub, _cmd)
     return parser
+
+
+LIGHT_COMMANDS = frozenset({"pipe"})
+
+
+def _subcommand(argv: Sequence[str]) -> str | None:
+    """The subcommand's name, skipping `--config PATH` before it."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--config":
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(light=_subcommand(argv) in LIGHT_COMMANDS).parse_args(argv)
     try:
         code: int = args.handler(args)
     except TicketdError as err:

@@ -5,27 +5,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import logging
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, TransientError, UsageError
-from mailgate.app import App
 from mailgate.settings import load_settings, locate_config
+
+if TYPE_CHECKING:
+    from mailgate.app import App
 
 
 def load_app(args: argparse.Namespace) -> App:
     """Settings from `--config` (or the defaults) and the app built on them."""
+    from mailgate.app import App
+
     return App(load_settings(locate_config(getattr(args, "config", None))))
 
 
 def ready_app(args: argparse.Namespace) -> App:
     """The app with its schema in place (created on first use, as `init` would)."""
     app = load_app(args)
-    app.upgrade_schema()
+    app.ensure_schema()
     return app
 
 
@@ -114,17 +118,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_pipe(args: argparse.Namespace) -> int:
+    """Never a traceback and never exit 1: 0, 75 (retry) or 78 (bad config)."""
     from mailgate.pipe import run_pipe
 
     try:
-        app = load_app(args)
+        settings = load_settings(locate_config(getattr(args, "config", None)))
     except ConfigError as err:
         sys.stderr.write(f"ticketd: {err}\n")
         return 78
     try:
-        return run_pipe(app, sys.stdin.buffer, args.department, args.sender)
+        return run_pipe(settings, sys.stdin.buffer, args.department, args.sender)
     except TransientError as err:
         sys.stderr.write(f"ticketd: {err}\n")
+        return 75
+    except Exception as err:  # the one catch-all of the pipe: the MTA must retry, not bounce
+        logging.getLogger(__name__).exception("pipe failed")
+        sys.stderr.write(f"ticketd: temporary failure: {type(err).__name__}: {err}\n")
         return 75
 
 
@@ -146,6 +155,3 @@ def parse_ids(text: str) -> list[int]:
     except ValueError as err:
         raise UsageError(f"expected comma-separated ids, got {text!r}") from err
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false", "no")

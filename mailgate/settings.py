@@ -56,6 +56,17 @@ class OutboundSettings:
     message_id_domain: str = ""
     max_automatic_per_day: int = 50
     retry_limit: int = 8
+    templates_dir: str = ""
+    verp: bool = True
+    acknowledgement: bool = True
+    bounce_suppress_after: int = 3
+    bounce_window_days: int = 7
+    suppress_days: int = 30
+    retry_base_seconds: int = 60
+    claim_seconds: int = 300
+    batch_size: int = 50
+    poll_seconds: int = 2
+    smtp_timeout_seconds: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,25 @@ class MailboxSettings:
     folder: str = "INBOX"
     move_to: str = ""
     poll_interval_seconds: int = 60
+    auth: str = "login"
+    oauth_token_file: str = ""
+    oauth_token_command: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationSettings:
+    """One `[[escalations]]` rule: conditions (empty = any) and the actions to take."""
+
+    name: str
+    departments: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    priorities: tuple[str, ...] = ()
+    idle_minutes: int = 0
+    set_status: str = ""
+    set_priority: str = ""
+    set_department: str = ""
+    flag_to: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +171,7 @@ class Settings:
     departments: tuple[DepartmentSettings, ...] = ()
     admins: tuple[AdminSettings, ...] = ()
     mailboxes: tuple[MailboxSettings, ...] = ()
+    escalations: tuple[EscalationSettings, ...] = ()
     source: str = "built-in defaults"
 
     def department(self, email: str) -> DepartmentSettings | None:

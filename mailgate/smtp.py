@@ -20,6 +20,7 @@ from core.intake import Envelope as MailEnvelope
 from core.tokens import split_reply_address
 from mailgate.accept import accept_message
 from mailgate.app import App
+from mailgate.pipe import PIPE_HELO
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 30.0
@@ -50,7 +51,9 @@ class IntakeHandler:
         raw = envelope.original_content
         if not isinstance(raw, bytes):
             return TEMPORARY
-        mail_envelope = MailEnvelope("smtp", envelope.mail_from or None, tuple(envelope.rcpt_tos))
+        transport = "pipe" if session.host_name == PIPE_HELO else "smtp"
+        sender = envelope.mail_from or None
+        mail_envelope = MailEnvelope(transport, sender, tuple(envelope.rcpt_tos))
         self.in_flight += 1
         self.idle.clear()
         try:

@@ -328,3 +328,117 @@ class SqlUnitOfWork:
         self.session.execute(
             delete(target).where(*(target.c[k] == v for k, v in equals.items()))
         )
+
+    # --- notifications: outbox delivery, acknowledgement window, bounces ---------------
+
+    def outbox_item(self, item_id: int) -> model.OutboxItem | None:
+        return self.session.get(model.OutboxItem, item_id)
+
+    def outbox_item_by_mail_id(self, mail_id: str) -> model.OutboxItem | None:
+        return self._one(model.OutboxItem, tables.outbox.c.mail_message_id == mail_id)
+
+    def outbox_item_by_token(self, token: str) -> model.OutboxItem | None:
+        """The item whose Message-ID is `ticketd.{token}@...` (the VERP bounce token)."""
+        if not token.isalnum():
+            return None
+        pattern = f"ticketd.{token}@%"
+        return self._one(model.OutboxItem, tables.outbox.c.mail_message_id.like(pattern))
+
+    def due_outbox(self, now: datetime, limit: int) -> list[model.OutboxItem]:
+        """Queued items due by `now`, oldest first; rows other instances hold are skipped."""
+        o = tables.outbox
+        query = (
+            select(model.OutboxItem)
+            .where(
+                o.c.status == "queued",
+                or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now),
+            )
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        if self._lock_rows:
+            query = query.with_for_update(skip_locked=True)
+        return list(self.session.scalars(query))
+
+    def outbox_count_since(self, recipient: str, event: str, since: datetime) -> int:
+        o = tables.outbox
+        query = select(func.count()).where(
+            o.c.recipient == recipient, o.c.event == event, o.c.created_at >= since
+        )
+        return int(self.session.execute(query).scalar_one())
+
+    def bounces_since(self, recipient: str, since: datetime) -> int:
+        o = tables.outbox
+        query = select(func.count()).where(
+            o.c.recipient == recipient, o.c.status == "bounced", o.c.created_at >= since
+        )
+        return int(self.session.execute(query).scalar_one())
+
+    def suppressions(self) -> list[model.Suppression]:
+        return self._all(model.Suppression, order=tables.suppressions.c.email)
+
+    # timed jobs and reports (core.automation, core.reports)
+
+    def job_candidates(
+        self,
+        statuses: Sequence[str],
+        *,
+        department_ids: Sequence[int] | None = None,
+        priorities: Sequence[str] = (),
+        activity_before: datetime | None = None,
+        activity_since: datetime | None = None,
+        reply_before: datetime | None = None,
+        unlogged: tuple[str, str | None] | None = None,
+    ) -> list[int]:
+        """Ids of unmerged tickets matching every filter given; `unlogged` is (action,
+        detail or None for any): only tickets whose log has no such line."""
+        t = tables.tickets
+        where: list[Any] = [t.c.merged_into_id.is_(None), t.c.status.in_(statuses)]
+        if department_ids is not None:
+            where.append(t.c.department_id.in_(department_ids))
+        if priorities:
+            where.append(t.c.priority.in_(priorities))
+        if activity_before is not None:
+            where.append(t.c.last_activity_at < activity_before)
+        if activity_since is not None:
+            where.append(t.c.last_activity_at >= activity_since)
+        if reply_before is not None:
+            where.append(t.c.last_reply_at < reply_before)
+        if unlogged is not None:
+            where.append(t.c.id.not_in(self._logged(*unlogged)))
+        return list(self.session.scalars(select(t.c.id).where(*where).order_by(t.c.id)))
+
+    def _logged(self, action: str, detail: str | None) -> Any:
+        log = tables.ticket_log
+        query = select(log.c.ticket_id).where(log.c.action == action)
+        return query.where(log.c.detail == detail) if detail is not None else query
+
+    def reply_ratings(self) -> list[tuple[int, int, int]]:
+        """(admin id, department id, rating) of every rated, undeleted admin reply."""
+        m, t = tables.messages, tables.tickets
+        rows = self.session.execute(
+            select(m.c.admin_id, t.c.department_id, m.c.rating)
+            .join(t, t.c.id == m.c.ticket_id)
+            .where(m.c.rating.is_not(None), m.c.admin_id.is_not(None), m.c.deleted_at.is_(None))
+            .order_by(m.c.id)
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    # IMAP mailbox ledger (the poller's checkpoint and imported UIDs)
+
+    def checkpoint(self, mailbox: str) -> model.MailboxCheckpoint | None:
+        return self.session.get(model.MailboxCheckpoint, mailbox)
+
+    def imported_uids(self, mailbox: str, uidvalidity: int, uids: Sequence[int]) -> set[int]:
+        u = tables.mailbox_uids
+        found: set[int] = set()
+        for start in range(0, len(uids), 500):
+            rows = self.session.execute(
+                select(u.c.uid).where(
+                    u.c.mailbox == mailbox,
+                    u.c.uidvalidity == uidvalidity,
+                    u.c.uid.in_(uids[start : start + 500]),
+                )
+            )
+            found.update(row[0] for row in rows)
+        return found

@@ -178,3 +178,89 @@ def run_pipe(config: Path, raw: bytes, *args: str) -> subprocess.CompletedProces
 
 def have(binary: str) -> bool:
     return shutil.which(binary) is not None
+
+
+# --- notification fixtures ---
+
+
+def make_app(tmp_path: Path, **overrides: Any) -> Any:
+    """An initialised App on SQLite in `tmp_path`; keyword overrides replace settings.
+
+    A dict replaces fields of that settings section (`outbound={"transport": "smtp"}`),
+    anything else the top-level field.
+    """
+    from dataclasses import replace
+
+    from mailgate.app import App
+    from mailgate.settings import load_settings
+
+    url = f"sqlite:///{tmp_path / 'var' / 'ticketd.sqlite3'}"
+    settings = load_settings(write_config(tmp_path, url))
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            value = replace(getattr(settings, key), **value)
+        settings = replace(settings, **{key: value})
+    application = App(settings)
+    application.init()
+    return application
+
+
+class Sink:
+    """An aiosmtpd handler that keeps every envelope; `refuse` maps addresses to replies."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.envelopes: list[tuple[str, tuple[str, ...], bytes]] = []
+        self.refuse: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.lower() in self.refuse:
+            return self.refuse[address.lower()]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data = envelope.original_content or envelope.content
+        with self.lock:
+            self.envelopes.append((envelope.mail_from, tuple(envelope.rcpt_tos), bytes(data)))
+        return "250 Message accepted"
+
+    def take(self) -> list[tuple[str, tuple[str, ...], bytes]]:
+        with self.lock:
+            taken, self.envelopes = self.envelopes, []
+        return taken
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def sink() -> Iterator[Any]:
+    """A running aiosmtpd sink on loopback; `.port` and `.handler` (a Sink)."""
+    from aiosmtpd.controller import Controller
+
+    handler = Sink()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    controller.handler_obj = handler
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture
+def smtp_app(tmp_path: Path, sink: Any) -> Iterator[Any]:
+    """An App whose notifications go over SMTP to the sink."""
+    application = make_app(
+        tmp_path, outbound={"transport": "smtp", "smtp_host": "127.0.0.1", "smtp_port": sink.port}
+    )
+    yield application
+    application.engine.dispose()

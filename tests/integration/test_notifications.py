@@ -1,0 +1,542 @@
+"""Notifications end to end: who gets which email, over SMTP to a real aiosmtpd sink.
+
+Each test changes tickets through core operations or `accept_message`, lets
+`App.finish` queue the outbox rows, runs the sender once and reads back what
+the sink received. One test per row and per condition of NOTIFICATIONS.md.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from core import directory, events
+from core.actors import Actor
+from core.intake import Envelope
+from core.model import Suppression, Watch
+from core.options import OptionChanges, update_ticket
+from core.ticketing import NewTicket, add_note, admin_reply, client_reply, open_ticket
+from mailgate.accept import accept_message
+from mailgate.app import utcnow
+from mailgate.outbound import SmtpTransport, send_due
+
+SUPPORT = "support@example.com"
+GUEST = "gina@guest.test"
+
+
+@dataclass(frozen=True)
+class Sent:
+    rcpt: str
+    mail_from: str
+    msg: EmailMessage
+    raw: bytes
+
+    @property
+    def event(self) -> str:
+        return str(self.msg["X-Ticketd-Event"])
+
+
+def deliver(app: Any, sink: Any) -> list[Sent]:
+    """Run the sender once and return what the sink got."""
+    transport = SmtpTransport(app.settings.outbound)
+    try:
+        send_due(app, transport)
+    finally:
+        transport.close()
+    found = []
+    for mail_from, rcpts, raw in sink.handler_obj.take():
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        found += [Sent(r.lower(), mail_from, msg, raw) for r in rcpts]
+    return found
+
+
+def to(sent: list[Sent], event: str | None = None) -> set[str]:
+    return {s.rcpt for s in sent if event is None or s.event == event}
+
+
+def count(sent: list[Sent]) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for s in sent:
+        totals[s.rcpt] = totals.get(s.rcpt, 0) + 1
+    return totals
+
+
+def admin(uow: Any, username: str) -> Actor:
+    found = uow.admin_by_username(username)
+    return Actor(found.email, found.name, found.id, found.username)
+
+
+@pytest.fixture
+def desk(smtp_app: Any) -> dict[str, int]:
+    """Client Acme: owner olga, users ulla (mail on) and uwe (off), contacts cora and conny."""
+    now = utcnow()
+    with smtp_app.uow() as uow:
+        acme = directory.add_client(uow, "Olga Owner", "olga@acme.test", "Acme", now)
+        assert acme.id is not None
+        directory.add_client_user(uow, acme.id, "ulla@acme.test", "Ulla User", True, now)
+        directory.add_client_user(uow, acme.id, "uwe@acme.test", "Uwe User", False, now)
+        directory.add_contact(uow, acme.id, "cora@acme.test", "Cora Contact", True)
+        directory.add_contact(uow, acme.id, "conny@acme.test", "Conny Contact", False)
+        uow.commit()
+    return {"acme": acme.id}
+
+
+def open_by_client(app: Any, sender: str = GUEST, dept: str = SUPPORT, **kw: Any) -> str:
+    with app.uow() as uow:
+        request = NewTicket(dept, sender, sender.partition("@")[0].title(), "Help", "It broke.",
+                            **kw)
+        ticket = open_ticket(uow, request, Actor(sender, ""), app.policy, utcnow())
+        app.finish(uow)
+    return ticket.number
+
+
+def change(app: Any, number: str, fn: Any) -> None:
+    """Run `fn(uow, ticket)` in a unit of work and finish it."""
+    with app.uow() as uow:
+        ticket = uow.ticket_by_number(number)
+        fn(uow, ticket)
+        app.finish(uow)
+
+
+def settled(app: Any, sink: Any, sender: str = GUEST, **kw: Any) -> str:
+    """A ticket whose opening mail has already gone out."""
+    number = open_by_client(app, sender, **kw)
+    deliver(app, sink)
+    return number
+
+
+def watch(uow: Any, ticket: Any, username: str) -> None:
+    ticket.watches.append(Watch(admin_id=uow.admin_by_username(username).id))
+
+
+def flag(app: Any, number: str, by: str, to_user: str) -> None:
+    change(app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, by), OptionChanges(flag_username=to_user), app.policy, utcnow()))
+
+
+# --- ticket opened -----------------------------------------------------------------
+
+
+def test_ticket_opened_mails_department_members_and_acknowledges_requester(
+    smtp_app: Any, sink: Any
+) -> None:
+    open_by_client(smtp_app)
+    sent = deliver(smtp_app, sink)
+    assert to(sent, "ticket_opened") == {"alice@example.com", "bob@example.com"}
+    assert to(sent, "ticket_opened_ack") == {GUEST}
+    assert "carol@example.com" not in to(sent)
+    ack = next(s for s in sent if s.event == "ticket_opened_ack")
+    assert ack.msg["Auto-Submitted"] == "auto-replied"
+
+
+def test_ticket_opened_acknowledges_owner_users_contacts_and_cc(
+    smtp_app: Any, sink: Any, desk: dict[str, int]
+) -> None:
+    number = open_by_client(smtp_app, "ulla@acme.test")
+    sent = deliver(smtp_app, sink)
+    assert to(sent, "ticket_opened_ack") == {"ulla@acme.test", "olga@acme.test", "cora@acme.test"}
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(cc=["carl@cc.test"]), smtp_app.policy,
+        utcnow()))
+    deliver(smtp_app, sink)
+    with smtp_app.uow() as uow:
+        ticket = uow.ticket_by_number(number)
+        uow.events.append(events.TicketOpened(ticket.id, None, ticket.messages[0].id, False))
+        smtp_app.finish(uow)
+    assert "carl@cc.test" in to(deliver(smtp_app, sink), "ticket_opened_ack")
+
+
+def test_ticket_opened_department_members_with_notify_off_get_nothing(
+    smtp_app: Any, sink: Any
+) -> None:
+    with smtp_app.uow() as uow:
+        for member in uow.members(uow.department_by_email(SUPPORT).id):
+            member.notify = member.admin_id != uow.admin_by_username("bob").id
+        uow.commit()
+    open_by_client(smtp_app)
+    assert to(deliver(smtp_app, sink), "ticket_opened") == {"alice@example.com"}
+
+
+def test_ticket_opened_by_admin_mails_requester_not_the_admin(smtp_app: Any, sink: Any) -> None:
+    with smtp_app.uow() as uow:
+        request = NewTicket(SUPPORT, GUEST, "Gina", "Call me", "Opened by phone.")
+        open_ticket(uow, request, admin(uow, "alice"), smtp_app.policy, utcnow())
+        smtp_app.finish(uow)
+    sent = deliver(smtp_app, sink)
+    assert to(sent) == {"bob@example.com", GUEST}
+    ack = next(s for s in sent if s.rcpt == GUEST)
+    assert ack.msg["Auto-Submitted"] == "auto-generated"
+
+
+def test_acknowledgement_off_for_department(tmp_path: Any, sink: Any) -> None:
+    from tests.conftest import make_app
+
+    app = make_app(tmp_path, outbound={"transport": "smtp", "smtp_port": sink.port})
+    with app.uow() as uow:
+        uow.department_by_email(SUPPORT).auto_acknowledge = False
+        uow.commit()
+    open_by_client(app)
+    sent = deliver(app, sink)
+    assert to(sent, "ticket_opened_ack") == set()
+    assert to(sent, "ticket_opened") == {"alice@example.com", "bob@example.com"}
+
+
+def test_acknowledgement_at_most_once_per_address_in_window(smtp_app: Any, sink: Any) -> None:
+    open_by_client(smtp_app)
+    open_by_client(smtp_app)
+    sent = deliver(smtp_app, sink)
+    assert [s.rcpt for s in sent if s.event == "ticket_opened_ack"] == [GUEST]
+    assert len([s for s in sent if s.event == "ticket_opened"]) == 4
+
+
+def test_no_acknowledgement_for_auto_reply_or_bounce(smtp_app: Any, sink: Any) -> None:
+    auto = (b"From: Gina <gina@guest.test>\r\nTo: support@example.com\r\nSubject: Out of office"
+            b"\r\nAuto-Submitted: auto-replied\r\nMessage-ID: <ooo-1@guest.test>\r\n\r\nAway.\r\n")
+    decision = accept_message(smtp_app, auto, Envelope("smtp", GUEST, (SUPPORT,)))
+    assert decision.reason == "auto_reply"
+    assert deliver(smtp_app, sink) == []
+
+
+# --- client reply ------------------------------------------------------------------
+
+
+def test_client_reply_mails_department_when_nobody_flagged(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: client_reply(
+        uow, t, Actor(GUEST, "Gina"), "guest", "More info", utcnow()))
+    sent = deliver(smtp_app, sink)
+    assert to(sent, "client_reply") == {"alice@example.com", "bob@example.com"}
+    assert GUEST not in to(sent)
+
+
+def test_client_reply_mails_watchers_and_flagged_not_department(
+    smtp_app: Any, sink: Any
+) -> None:
+    number = settled(smtp_app, sink)
+    flag(smtp_app, number, "alice", "alice")
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
+    deliver(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: client_reply(
+        uow, t, Actor(GUEST, "Gina"), "guest", "More info", utcnow()))
+    sent = deliver(smtp_app, sink)
+    assert to(sent) == {"alice@example.com"}
+    assert count(sent) == {"alice@example.com": 1}
+
+
+def test_client_reply_author_is_not_mailed_their_own_reply(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: client_reply(
+        uow, t, Actor("bob@example.com", "Bob"), "guest", "Writing as a client", utcnow()))
+    assert to(deliver(smtp_app, sink)) == {"alice@example.com"}
+
+
+# --- admin reply -------------------------------------------------------------------
+
+
+def test_admin_reply_mails_client_side_with_attachments_admins_without(
+    smtp_app: Any, sink: Any, desk: dict[str, int]
+) -> None:
+    from core.mail import Attachment
+
+    number = settled(smtp_app, sink, "ulla@acme.test")
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "bob"))
+    files = [Attachment("fix.txt", "text/plain", b"the fix\n")]
+    change(smtp_app, number, lambda uow, t: admin_reply(
+        uow, t, admin(uow, "alice"), "Try this.", smtp_app.policy, utcnow(), attachments=files))
+    sent = deliver(smtp_app, sink)
+    assert to(sent, "admin_reply") == {
+        "ulla@acme.test", "olga@acme.test", "cora@acme.test", "bob@example.com"
+    }
+    for item in sent:
+        names = [p.get_filename() for p in item.msg.iter_attachments()]
+        if item.rcpt.endswith("@acme.test"):
+            assert names == ["fix.txt"]
+            part = next(item.msg.iter_attachments())
+            assert isinstance(part, EmailMessage)
+            assert part.get_content() == "the fix\n"
+        else:
+            assert names == []
+    assert "alice@example.com" not in to(sent)
+
+
+def test_admin_reply_respects_ticket_emails_but_requester_always_gets_it(
+    smtp_app: Any, sink: Any, desk: dict[str, int]
+) -> None:
+    number = settled(smtp_app, sink, "uwe@acme.test")
+    change(smtp_app, number, lambda uow, t: admin_reply(
+        uow, t, admin(uow, "alice"), "Done.", smtp_app.policy, utcnow()))
+    sent = to(deliver(smtp_app, sink), "admin_reply")
+    assert "uwe@acme.test" in sent
+    assert "conny@acme.test" not in sent
+    assert {"olga@acme.test", "ulla@acme.test", "cora@acme.test"} <= sent
+
+
+def test_admin_reply_mails_guest_requester_and_cc(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(cc=["Carl@CC.test", GUEST.upper()]),
+        smtp_app.policy, utcnow()))
+    deliver(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: admin_reply(
+        uow, t, admin(uow, "bob"), "Answer", smtp_app.policy, utcnow()))
+    sent = deliver(smtp_app, sink)
+    assert count(sent) == {GUEST: 1, "carl@cc.test": 1}
+
+
+# --- options, department, flag ------------------------------------------------------
+
+
+def test_options_changed_mails_watchers_and_flagged_old_to_new(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    flag(smtp_app, number, "alice", "bob")
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
+    deliver(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(priority="High"), smtp_app.policy, utcnow()))
+    sent = deliver(smtp_app, sink)
+    assert to(sent) == {"bob@example.com"}
+    body = sent[0].msg.get_body(("plain",))
+    assert body is not None and "priority: Medium -> High" in body.get_content()
+
+
+def test_department_changed_mails_new_department_members_when_unflagged(
+    smtp_app: Any, sink: Any
+) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(department_email="sales@example.com"),
+        smtp_app.policy, utcnow()))
+    sent = deliver(smtp_app, sink)
+    assert to(sent, "department_changed") == {"carol@example.com"}
+    assert "bob@example.com" not in to(sent)
+
+
+def test_department_changed_skips_department_when_flagged(smtp_app: Any, sink: Any) -> None:
+    with smtp_app.uow() as uow:
+        sales = uow.department_by_email("sales@example.com")
+        from core.model import DepartmentMember
+
+        uow.add(DepartmentMember(sales.id, uow.admin_by_username("bob").id))
+        uow.commit()
+    number = settled(smtp_app, sink)
+    flag(smtp_app, number, "alice", "bob")
+    deliver(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(department_email="sales@example.com"),
+        smtp_app.policy, utcnow()))
+    assert to(deliver(smtp_app, sink)) == {"bob@example.com"}
+
+
+def test_ticket_flagged_mails_flagged_admin_and_watchers(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
+    flag(smtp_app, number, "bob", "bob")
+    assert deliver(smtp_app, sink) == []
+    flag(smtp_app, number, "bob", "alice")
+    sent = deliver(smtp_app, sink)
+    assert to(sent, "ticket_flagged") == {"alice@example.com"}
+    assert to(sent, "ticket_unflagged") == set()
+
+
+def test_flagging_to_yourself_sends_nothing(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "bob"))
+    flag(smtp_app, number, "alice", "alice")
+    assert deliver(smtp_app, sink) == []
+
+
+def test_ticket_unflagged_mails_the_unassigned_admin(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    flag(smtp_app, number, "alice", "bob")
+    deliver(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(unflag=True), smtp_app.policy, utcnow()))
+    assert to(deliver(smtp_app, sink), "ticket_unflagged") == {"bob@example.com"}
+
+
+# --- notes -----------------------------------------------------------------------------
+
+
+def test_note_mails_watchers_and_flagged_and_each_mention_once(
+    smtp_app: Any, sink: Any, desk: dict[str, int]
+) -> None:
+    number = settled(smtp_app, sink, "olga@acme.test")
+    flag(smtp_app, number, "alice", "bob")
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "bob"))
+    deliver(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: add_note(
+        uow, t, admin(uow, "alice"), "Secret: @bob @carol @alice", utcnow()))
+    sent = deliver(smtp_app, sink)
+    assert count(sent) == {"bob@example.com": 1}
+    assert sent[0].event == "note_mention"
+    assert "Secret" in sent[0].raw.decode()
+
+
+def test_client_side_never_gets_note_mail(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "bob"))
+    change(smtp_app, number, lambda uow, t: add_note(
+        uow, t, admin(uow, "alice"), "Internal only", utcnow()))
+    sent = deliver(smtp_app, sink)
+    assert to(sent) == {"bob@example.com"}
+    assert to(sent, "note_added") == {"bob@example.com"}
+
+
+# --- automation rows ----------------------------------------------------------------------
+
+
+def emit(app: Any, number: str, event_type: Any) -> None:
+    change(app, number, lambda uow, t: uow.events.append(event_type(t.id, None)))
+
+
+def test_auto_close_mails_owner_cc_and_requester(
+    smtp_app: Any, sink: Any, desk: dict[str, int]
+) -> None:
+    number = settled(smtp_app, sink, "ulla@acme.test")
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(cc=["carl@cc.test"]), smtp_app.policy,
+        utcnow()))
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
+    deliver(smtp_app, sink)
+    emit(smtp_app, number, events.TicketAutoClosed)
+    sent = deliver(smtp_app, sink)
+    assert to(sent, "auto_close") == {"olga@acme.test", "carl@cc.test", "ulla@acme.test"}
+    assert to(sent) == to(sent, "auto_close")
+
+
+def test_feedback_request_mails_requester_only(
+    smtp_app: Any, sink: Any, desk: dict[str, int]
+) -> None:
+    number = settled(smtp_app, sink, "cora@acme.test")
+    emit(smtp_app, number, events.FeedbackRequested)
+    assert to(deliver(smtp_app, sink)) == {"cora@acme.test"}
+
+
+# --- rules for every row ---------------------------------------------------------------------
+
+
+def test_admins_outside_the_department_get_nothing(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "carol"))
+    change(smtp_app, number, lambda uow, t: client_reply(
+        uow, t, Actor(GUEST, "Gina"), "guest", "Hello?", utcnow()))
+    assert "carol@example.com" not in to(deliver(smtp_app, sink))
+
+
+def test_one_email_per_person_per_event(smtp_app: Any, sink: Any) -> None:
+    number = settled(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(cc=["ALICE@example.com", GUEST]),
+        smtp_app.policy, utcnow()))
+    flag(smtp_app, number, "bob", "alice")
+    change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
+    deliver(smtp_app, sink)
+    change(smtp_app, number, lambda uow, t: admin_reply(
+        uow, t, admin(uow, "bob"), "Reply", smtp_app.policy, utcnow()))
+    assert count(deliver(smtp_app, sink)) == {"alice@example.com": 1, GUEST: 1}
+
+
+def test_suppressed_address_gets_nothing(smtp_app: Any, sink: Any) -> None:
+    from datetime import timedelta
+
+    with smtp_app.uow() as uow:
+        uow.add(Suppression(email=GUEST, bounces=3, until=utcnow() + timedelta(days=1)))
+        uow.commit()
+    open_by_client(smtp_app)
+    assert GUEST not in to(deliver(smtp_app, sink))
+
+
+def test_daily_cap_on_automatic_mail(tmp_path: Any, sink: Any) -> None:
+    from tests.conftest import make_app
+
+    app = make_app(tmp_path, outbound={
+        "transport": "smtp", "smtp_port": sink.port, "max_automatic_per_day": 3})
+    for _ in range(5):
+        open_by_client(app)
+    sent = deliver(app, sink)
+    assert count(sent)["alice@example.com"] == 3
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+def test_threading_headers_and_reply_to_token(smtp_app: Any, sink: Any) -> None:
+    raw = (b"From: Gina <gina@guest.test>\r\nTo: support@example.com\r\nSubject: Broken\r\n"
+           b"Message-ID: <first@guest.test>\r\n\r\nIt broke.\r\n")
+    decision = accept_message(smtp_app, raw, Envelope("smtp", GUEST, (SUPPORT,)))
+    sent = deliver(smtp_app, sink)
+    ack = next(s for s in sent if s.rcpt == GUEST)
+    assert f"[Ticket #{decision.ticket_number}]" in str(ack.msg["Subject"])
+    assert ack.msg["In-Reply-To"] == "<first@guest.test>"
+    assert ack.msg["References"] == "<first@guest.test>"
+    assert str(ack.msg["Reply-To"]).split("<")[1].startswith("support+")
+    assert ack.msg["X-Ticketd-Loop"] == SUPPORT
+    assert ack.msg["X-Auto-Response-Suppress"] == "All"
+    assert ack.msg["Thread-Index"]
+    assert ack.mail_from.startswith("support+bounce-")
+    with smtp_app.uow() as uow:
+        mail_id = str(ack.msg["Message-ID"]).strip("<>")
+        assert mail_id.startswith("ticketd.")
+        assert uow.tickets_by_mail_id([mail_id], ("sent",))
+
+
+def test_smtp_5xx_fails_and_logs_on_ticket(smtp_app: Any, sink: Any) -> None:
+    sink.handler_obj.refuse[GUEST] = "550 5.1.1 no such user"
+    number = open_by_client(smtp_app)
+    sent = deliver(smtp_app, sink)
+    assert GUEST not in to(sent)
+    with smtp_app.uow() as uow:
+        failed = uow.outbox_items("failed")
+        assert [f.recipient for f in failed] == [GUEST]
+        assert "550" in failed[0].last_error
+        log = uow.ticket_by_number(number).log
+        assert any(e.action == "delivery failed" and GUEST in e.detail for e in log)
+
+
+def test_smtp_4xx_retries_with_backoff(smtp_app: Any, sink: Any) -> None:
+    sink.handler_obj.refuse[GUEST] = "451 4.3.0 try later"
+    open_by_client(smtp_app)
+    deliver(smtp_app, sink)
+    with smtp_app.uow() as uow:
+        item = next(i for i in uow.outbox_items("queued") if i.recipient == GUEST)
+        assert item.attempts == 1 and "451" in item.last_error
+        assert item.next_attempt_at > utcnow()
+        item.next_attempt_at = utcnow()
+        uow.commit()
+    del sink.handler_obj.refuse[GUEST]
+    assert to(deliver(smtp_app, sink)) == {GUEST}
+
+
+def test_connection_refused_retries(tmp_path: Any) -> None:
+    from tests.conftest import free_port, make_app
+
+    app = make_app(tmp_path, outbound={"transport": "smtp", "smtp_port": free_port()})
+    open_by_client(app)
+    deliver_report = send_due(app, SmtpTransport(app.settings.outbound))
+    assert deliver_report.sent == 0 and deliver_report.retried == 3
+    with app.uow() as uow:
+        assert {i.status for i in uow.outbox_items()} == {"queued"}
+
+
+def test_maildir_resend_overwrites(tmp_path: Any) -> None:
+    from mailgate.outbound import MaildirTransport
+    from tests.conftest import make_app
+
+    app = make_app(tmp_path)
+    open_by_client(app)
+    transport = MaildirTransport(tmp_path / "var" / "outbox")
+    assert send_due(app, transport).sent == 3
+    with app.uow() as uow:
+        for item in uow.outbox_items():
+            item.status, item.next_attempt_at = "queued", utcnow()
+        uow.commit()
+    assert send_due(app, transport).sent == 3
+    files = list((tmp_path / "var" / "outbox" / "new").iterdir())
+    assert len(files) == 3
+    assert all(f.read_bytes().startswith(b"Return-Path: <support+bounce-") for f in files)
