@@ -317,7 +317,7 @@ def _department(intake: _Intake) -> str | None:
 
 
 
-def import_blocked(
+def force_import(
     uow: UnitOfWork,
     record: ImportRecord,
     mail: InboundMail,

@@ -74,6 +74,7 @@ def plan_notifications(
 ) -> list[Notification]:
     """Every notification the events call for, after all the rules."""
     planned: list[Notification] = []
+    reflagged = {e.ticket_id for e in found if isinstance(e, events.TicketFlagged)}
     for event in found:
         if isinstance(event, HardBounced):
             _apply_bounce(uow, event, rules, now)
@@ -82,9 +83,20 @@ def plan_notifications(
         if ticket is None or ticket.merged_into_id is not None:
             continue
         for item in _for_event(uow, ticket, event):
+            if _moved_flag(event, item, reflagged):
+                continue
             if _allowed(uow, ticket, item, rules, now, planned):
                 planned.append(item)
     return planned
+
+
+def _moved_flag(event: events.Event, item: Notification, reflagged: set[int]) -> bool:
+    """A flag moved to another admin: watchers hear of it once, as the new flag."""
+    return (
+        isinstance(event, events.TicketUnflagged)
+        and event.ticket_id in reflagged
+        and item.recipient.admin_id != event.admin_id
+    )
 
 
 def _for_event(uow: UnitOfWork, ticket: Ticket, event: events.Event) -> list[Notification]:

@@ -14,8 +14,15 @@ from dataclasses import replace
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from core.errors import Conflict, MalformedMail, TransientError
-from core.intake import Decision, Envelope, Stored, receive_mail, record_unreadable
+from core.errors import Conflict, MalformedMail, NotFound, TransientError, UsageError
+from core.intake import (
+    Decision,
+    Envelope,
+    Stored,
+    force_import,
+    receive_mail,
+    record_unreadable,
+)
 from mailgate.app import App, utcnow
 from mailgate.parse import MessageLimits, parse_message
 from storage.uow import SqlUnitOfWork
@@ -23,6 +30,7 @@ from storage.uow import SqlUnitOfWork
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
 Also = Callable[[SqlUnitOfWork, Decision], None]
+UNIMPORTABLE = frozenset({"duplicate", "malformed", "too_large"})
 
 
 def limits_for(app: App) -> MessageLimits:
@@ -101,3 +109,22 @@ def _commit(
         except SQLAlchemyError as err:
             raise TransientError(f"database error: {err}") from err
     raise TransientError("could not record the message")
+
+
+def import_blocked(app: App, import_id: int) -> str:
+    """Import a blocked message anyway (the import log's Import action); its ticket number."""
+    with app.uow() as uow:
+        record = uow.import_record(import_id)
+        if record is None:
+            raise NotFound(f"no import log entry {import_id}")
+        if record.outcome != "blocked" or record.reason in UNIMPORTABLE:
+            raise UsageError(
+                f"import {import_id} is {record.outcome} ({record.reason}): nothing to import"
+            )
+        try:
+            mail = parse_message(app.blobs.get(record.raw_sha256), limits_for(app))
+        except MalformedMail as err:
+            raise UsageError(f"import {import_id} cannot be parsed: {err.detail}") from err
+        ticket = force_import(uow, record, mail, app.policy, utcnow())
+        app.finish(uow)
+        return ticket.number

@@ -89,8 +89,11 @@ class App:
     def init(self) -> list[str]:
         """Create folders, the token secret and the schema; mirror the directory."""
         done = []
-        for folder in (self.settings.data_dir, self.settings.outbound.maildir):
-            Path(folder).mkdir(parents=True, exist_ok=True)
+        folders = [Path(self.settings.data_dir), Path(self.settings.outbound.maildir)]
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            folders.append(Path(self.engine.url.database).parent)  # the url may point elsewhere
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
         for sub in ("tmp", "new", "cur"):
             (Path(self.settings.outbound.maildir) / sub).mkdir(exist_ok=True)
         done.append(f"data folder {self.settings.data_dir}")
@@ -110,6 +113,10 @@ class App:
     def ensure_schema(self) -> None:
         """Upgrade only when the database is not at the newest revision (a cheap check)."""
         from sqlalchemy import text
+
+        Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
 
         try:
             with self.engine.connect() as connection:

@@ -22,7 +22,8 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line and exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"ticketd: {self.prog.removeprefix('ticketd ')}: {message}\n")
+        where = self.prog.removeprefix("ticketd").strip()
+        sys.stderr.write(f"ticketd: {where + ': ' if where else ''}{message}\n")
         raise SystemExit(2)
 
 

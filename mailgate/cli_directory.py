@@ -181,7 +181,7 @@ def importlog_show(args: argparse.Namespace) -> int:
 
 
 def importlog_import(args: argparse.Namespace) -> int:
-    from mailgate.intake_runner import import_blocked
+    from mailgate.accept import import_blocked
 
     app = ready_app(args)
     number = import_blocked(app, args.id)

@@ -84,15 +84,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 78 if any(failures) else 0
 
 
-def _check_writable(folder: str) -> str | None:
-    path = Path(folder)
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be made in `folder` (or, if it is missing, its nearest parent)."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
+        with tempfile.NamedTemporaryFile(dir=existing):
             pass
     except OSError as err:
-        return f"data_dir {folder} is not writable: {err.strerror}"
-    print(f"ok: data_dir {folder} writable")
+        return f"{existing}: {err.strerror}"
+    return None
+
+
+def _check_writable(folder: str) -> str | None:
+    """Checks only: a missing data_dir is fine when `ticketd init` can create it."""
+    problem = _unwritable(Path(folder))
+    if problem:
+        return f"data_dir {folder} is not writable: {problem}"
+    missing = "" if Path(folder).is_dir() else " (missing; 'ticketd init' creates it)"
+    print(f"ok: data_dir {folder} writable{missing}")
     return None
 
 
@@ -100,12 +109,22 @@ def _check_database(app: App) -> str | None:
     from sqlalchemy import text
     from sqlalchemy.exc import SQLAlchemyError
 
+    url = app.engine.url
+    shown = url.render_as_string()
+    path = Path(url.database or ":memory:")
+    if url.get_backend_name() == "sqlite" and str(path) != ":memory:" and not path.exists():
+        problem = _unwritable(path.parent)
+        if problem:
+            return f"database {shown} cannot be created: {problem}"
+        print(f"ok: database {shown} can be created ('ticketd init' creates it)")
+        return None
     try:
         with app.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as err:
-        return f"database {app.engine.url.render_as_string()} unreachable: {err}"
-    print(f"ok: database {app.engine.url.render_as_string()} reachable")
+        reason = " ".join(str(getattr(err, "orig", None) or err).split())
+        return f"database {shown} unreachable: {reason}"
+    print(f"ok: database {shown} reachable")
     return None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.numbers import validate_mask
 
 DEFAULT_EXTENSIONS = (".jpg", ".png", ".gif", ".pdf", ".txt", ".log", ".zip")
 SECRET_KEYS = frozenset({"password", "token_secret", "smtp_password", "url"})
@@ -248,6 +249,9 @@ class _Loader:
         for key, raw in table.items():
             name = f"{prefix}{key}"
             secret_key, _, kind = key.rpartition("_")
+            target = key if key in known or kind not in ("env", "file") else secret_key
+            if target in values:
+                raise self.fail(name, f"only one of {target}, {target}_env and {target}_file")
             if key in known:
                 values[key] = self.convert(hints[key], raw, name)
             elif kind in ("env", "file") and secret_key in known and secret_key in SECRET_KEYS:
@@ -306,13 +310,12 @@ def _check_references(settings: Settings) -> None:
         raise ConfigError(f"{source}: key 'admins': usernames must be unique")
     seen: set[str] = set()
     for i, dept in enumerate(settings.departments):
-        for address in (dept.email, *dept.aliases):
+        for j, address in enumerate((dept.email, *dept.aliases)):
+            key = f"departments[{i}].{'aliases' if j else 'email'}"
             if "@" not in address:
-                raise ConfigError(f"{source}: key 'departments[{i}].email': expected an address")
+                raise ConfigError(f"{source}: key '{key}': expected an address")
             if address.lower() in seen:
-                raise ConfigError(
-                    f"{source}: key 'departments[{i}].email': {address} is used twice"
-                )
+                raise ConfigError(f"{source}: key '{key}': {address} is used twice")
             seen.add(address.lower())
         for member in dept.members:
             if member not in usernames:
@@ -325,6 +328,10 @@ def _check_references(settings: Settings) -> None:
                 f"{source}: key 'mailboxes[{i}].department': {mailbox.department} is not a "
                 "department address"
             )
+    try:
+        validate_mask(settings.tickets.number_mask)
+    except ValueError as err:
+        raise ConfigError(f"{source}: key 'tickets.number_mask': {err}") from err
     if settings.outbound.transport not in ("maildir", "smtp"):
         raise ConfigError(f"{source}: key 'outbound.transport': expected 'maildir' or 'smtp'")
     try:

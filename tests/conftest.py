@@ -264,3 +264,108 @@ def smtp_app(tmp_path: Path, sink: Any) -> Iterator[Any]:
     )
     yield application
     application.engine.dispose()
+
+
+@pytest.fixture
+def app_maker(tmp_path: Path) -> Iterator[Any]:
+    """`make_app` bound to this test's tmp_path; every app made is disposed after."""
+    made: list[Any] = []
+
+    def build(**overrides: Any) -> Any:
+        made.append(make_app(tmp_path, **overrides))
+        return made[-1]
+
+    yield build
+    for application in made:
+        application.engine.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Daemon:
+    """`ticketd serve` as a subprocess on a free SMTP port of its own."""
+
+    def __init__(self, folder: Path, url: str, extra: str = "") -> None:
+        import time
+
+        self.port = free_port()
+        self.config = write_config(folder, url, extra)
+        text = self.config.read_text(encoding="utf-8")
+        self.config.write_text(
+            text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{self.port}"'),
+            encoding="utf-8",
+        )
+        self.log = (folder / "serve.log").open("wb")
+        self.process = subprocess.Popen(
+            [TICKETD, "--config", str(self.config), "serve"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while not self.listening():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError((folder / "serve.log").read_text(errors="replace"))
+            time.sleep(0.05)
+
+    def listening(self) -> bool:
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    def stop(self) -> int:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        return int(self.process.returncode)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, database_url: str) -> Iterator[Daemon]:
+    running = Daemon(tmp_path, database_url)
+    yield running
+    running.stop()
+
+
+# --- dovecot fixture ---
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[Any]:
+    """One Dovecot for the session (tests/dovecot.py); skips when it is not installed."""
+    from dovecot import Dovecot, binary
+
+    if binary() is None:
+        require_service("dovecot not installed (apt-get install dovecot-imapd)")
+    server = Dovecot().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def imap_account(dovecot_server: Any) -> Any:
+    """A fresh, empty IMAP account on the session's Dovecot."""
+    return dovecot_server.add_user()
+
+
+# --- end dovecot fixture ---

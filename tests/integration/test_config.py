@@ -284,3 +284,15 @@ def test_init_without_any_config_uses_var_in_the_working_folder(tmp_path: Path) 
     assert (var / "token.key").is_file()
     assert (var / "token.key").stat().st_mode & 0o077 == 0
     assert (var / "outbox" / "new").is_dir()
+
+
+def test_check_config_reports_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    text = _edited(
+        'url = "sqlite:///var/ticketd.sqlite3"',
+        'url = "postgresql+psycopg://nobody@127.0.0.1:1/ticketd?connect_timeout=5"',
+    )
+    config = _write(tmp_path, text)
+    result = _ticketd("check-config", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 78, result
+    line = _one_error_line(result.stderr)
+    assert "127.0.0.1:1" in line and "unreachable" in line, line

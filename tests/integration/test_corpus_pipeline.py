@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli, run_pipe, write_config
+from conftest import Daemon, run_cli, run_pipe, write_config
 from core.intake import Envelope
 from core.views import import_summary, ticket_document
 from mailgate.accept import accept_message
@@ -69,7 +69,11 @@ def _state(app: Any) -> list[dict[str, Any]]:
             "requester": t["requester"],
             "status": t["status"],
             "messages": sorted(
-                (m["author_email"], m["body"], tuple(a["filename"] for a in m["attachments"]))
+                (
+                    m["author_email"],
+                    m["body"].strip(),
+                    tuple(a["filename"] for a in m["attachments"]),
+                )
                 for m in t["messages"]
             ),
         }
@@ -111,15 +115,14 @@ def test_corpus_facts_through_the_pipeline(app: Any) -> None:
     assert mismatches == []
 
 
-def test_corpus_through_ticketd_pipe_exits_zero(tmp_path: Path, database_url: str) -> None:
-    config = write_config(tmp_path, database_url)
-    assert run_cli(config, "init").returncode == 0
+def test_corpus_through_ticketd_pipe_exits_zero(daemon: Daemon) -> None:
     for entry in MESSAGES:
-        result = run_pipe(config, _raw(entry), "--department", DEPARTMENT)
+        result = run_pipe(daemon.config, _raw(entry), "--department", DEPARTMENT)
         assert result.returncode == 0, (entry["file"], result.stderr)
-    listed = json.loads(run_cli(config, "importlog", "list", "--json").stdout)
+    listed = json.loads(run_cli(daemon.config, "importlog", "list", "--json").stdout)
     assert len(listed) == len(MESSAGES)
     assert {r["outcome"] for r in listed} <= {"new_ticket", "reply", "blocked"}
+    assert all(r["transport"] == "pipe" for r in listed)
 
 
 def test_corpus_by_smtp_gives_the_same_state_as_by_pipe(

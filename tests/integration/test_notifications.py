@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,10 +178,8 @@ def test_ticket_opened_by_admin_mails_requester_not_the_admin(smtp_app: Any, sin
     assert ack.msg["Auto-Submitted"] == "auto-generated"
 
 
-def test_acknowledgement_off_for_department(tmp_path: Any, sink: Any) -> None:
-    from tests.conftest import make_app
-
-    app = make_app(tmp_path, outbound={"transport": "smtp", "smtp_port": sink.port})
+def test_acknowledgement_off_for_department(app_maker: Any, sink: Any) -> None:
+    app = app_maker(outbound={"transport": "smtp", "smtp_port": sink.port})
     with app.uow() as uow:
         uow.department_by_email(SUPPORT).auto_acknowledge = False
         uow.commit()
@@ -452,10 +454,8 @@ def test_suppressed_address_gets_nothing(smtp_app: Any, sink: Any) -> None:
     assert GUEST not in to(deliver(smtp_app, sink))
 
 
-def test_daily_cap_on_automatic_mail(tmp_path: Any, sink: Any) -> None:
-    from tests.conftest import make_app
-
-    app = make_app(tmp_path, outbound={
+def test_daily_cap_on_automatic_mail(app_maker: Any, sink: Any) -> None:
+    app = app_maker(outbound={
         "transport": "smtp", "smtp_port": sink.port, "max_automatic_per_day": 3})
     for _ in range(5):
         open_by_client(app)
@@ -513,10 +513,13 @@ def test_smtp_4xx_retries_with_backoff(smtp_app: Any, sink: Any) -> None:
     assert to(deliver(smtp_app, sink)) == {GUEST}
 
 
-def test_connection_refused_retries(tmp_path: Any) -> None:
-    from tests.conftest import free_port, make_app
+def test_connection_refused_retries(app_maker: Any) -> None:
+    import socket
 
-    app = make_app(tmp_path, outbound={"transport": "smtp", "smtp_port": free_port()})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = app_maker(outbound={"transport": "smtp", "smtp_port": port})
     open_by_client(app)
     deliver_report = send_due(app, SmtpTransport(app.settings.outbound))
     assert deliver_report.sent == 0 and deliver_report.retried == 3
@@ -524,11 +527,10 @@ def test_connection_refused_retries(tmp_path: Any) -> None:
         assert {i.status for i in uow.outbox_items()} == {"queued"}
 
 
-def test_maildir_resend_overwrites(tmp_path: Any) -> None:
+def test_maildir_resend_overwrites(app_maker: Any, tmp_path: Any) -> None:
     from mailgate.outbound import MaildirTransport
-    from tests.conftest import make_app
 
-    app = make_app(tmp_path)
+    app = app_maker()
     open_by_client(app)
     transport = MaildirTransport(tmp_path / "var" / "outbox")
     assert send_due(app, transport).sent == 3
@@ -540,3 +542,217 @@ def test_maildir_resend_overwrites(tmp_path: Any) -> None:
     files = list((tmp_path / "var" / "outbox" / "new").iterdir())
     assert len(files) == 3
     assert all(f.read_bytes().startswith(b"Return-Path: <support+bounce-") for f in files)
+
+
+# --- threading: replies to notifications land on their ticket ----------------------------
+
+
+def _ack_of(app: Any, sink: Any, subject: str, sender: str = GUEST) -> tuple[str, Sent]:
+    raw = (f"From: <{sender}>\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\n"
+           f"Message-ID: <{subject.replace(' ', '-')}@guest.test>\r\n\r\nHelp.\r\n").encode()
+    decision = accept_message(app, raw, Envelope("smtp", sender, (SUPPORT,)))
+    assert decision.outcome == "new_ticket" and decision.ticket_number
+    sent = deliver(app, sink)
+    return decision.ticket_number, next(s for s in sent if s.rcpt == sender)
+
+
+def _reply(msg_id: str, to_addr: str, subject: str, extra: str = "", body: str = "Thanks") -> bytes:
+    return (f"From: Gina <{GUEST}>\r\nTo: {to_addr}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{msg_id}@guest.test>\r\n{extra}\r\n{body}\r\n").encode()
+
+
+@pytest.mark.parametrize("variant", ["in_reply_to", "references", "subject_edited",
+                                     "token_only", "quoted"])
+def test_reply_to_notification_lands_on_its_ticket(
+    smtp_app: Any, sink: Any, variant: str
+) -> None:
+    first, _ = _ack_of(smtp_app, sink, "First problem", "hank@guest.test")
+    second, ack = _ack_of(smtp_app, sink, "Second problem")
+    ours = str(ack.msg["Message-ID"])
+    reply_to = str(ack.msg["Reply-To"]).rpartition("<")[2].rstrip(">")
+    quoted = "\r\n".join(f"> {line}" for line in
+                         ack.msg.get_body(("plain",)).get_content().splitlines())
+    raw = {
+        "in_reply_to": _reply("r1", SUPPORT, "Re: whatever", f"In-Reply-To: {ours}\r\n"),
+        "references": _reply("r2", SUPPORT, "Re: whatever", f"References: <x@y.test> {ours}\r\n"),
+        "subject_edited": _reply("r3", SUPPORT, f"Re: [Ticket #{first}] oops",
+                                 f"In-Reply-To: {ours}\r\n"),
+        "token_only": _reply("r4", reply_to, "New words"),
+        "quoted": _reply("r5", SUPPORT, str(ack.msg["Subject"]), f"In-Reply-To: {ours}\r\n",
+                         f"Fixed now.\r\n\r\nOn Monday you wrote:\r\n{quoted}"),
+    }[variant]
+    decision = accept_message(smtp_app, raw, Envelope("smtp", GUEST, (SUPPORT,)))
+    assert (decision.outcome, decision.ticket_number) == ("reply", second)
+
+
+# --- header injection ---------------------------------------------------------------------
+
+EXPECTED_HEADERS = {
+    "from", "to", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
+    "thread-topic", "thread-index", "auto-submitted", "x-auto-response-suppress",
+    "x-ticketd-loop", "x-ticketd-event", "mime-version", "content-type",
+}
+HOSTILE_SUBJECTS = [
+    b"=?utf-8?q?x=0D=0ABcc:_evil@x.test?=",
+    b"=?utf-8?b?" + __import__("base64").b64encode(b"a\r\nBcc: evil@x.test") + b"?=",
+    b"Help =?utf-8?q?=0ABcc=3A_evil@x.test?= now",
+    b"Long " + b"word" * 600,
+    b"Lots of words " * 120,
+]
+
+
+@pytest.mark.parametrize("subject", HOSTILE_SUBJECTS)
+def test_hostile_subject_and_name_never_add_or_split_a_header(
+    smtp_app: Any, sink: Any, subject: bytes
+) -> None:
+    raw = (b"From: =?utf-8?q?Eve=0D=0ABcc:_evil@x.test?= <eve@guest.test>\r\n"
+           b"To: support@example.com\r\nSubject: " + subject + b"\r\n"
+           b"Message-ID: <hostile@guest.test>\r\n\r\nHi\r\n")
+    decision = accept_message(smtp_app, raw, Envelope("smtp", "eve@guest.test", (SUPPORT,)))
+    assert decision.outcome == "new_ticket"
+    sent = deliver(smtp_app, sink)
+    assert to(sent) == {"eve@guest.test", "alice@example.com", "bob@example.com"}
+    for item in sent:
+        head = item.raw.split(b"\r\n\r\n", 1)[0]
+        names = [line.split(b":", 1)[0].decode().lower()
+                 for line in head.split(b"\r\n") if line[:1] not in (b" ", b"\t")]
+        assert set(names) == EXPECTED_HEADERS
+        assert len(names) == len(EXPECTED_HEADERS)
+        assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+        assert "bcc" not in {k.lower() for k in item.msg}
+        for name in ("Subject", "To", "Thread-Topic"):
+            value = str(item.msg[name])
+            assert "\r" not in value and "\n" not in value
+        assert f"[Ticket #{decision.ticket_number}]" in str(item.msg["Subject"])
+
+
+# --- loops and bounce storms stop by themselves -------------------------------------------
+
+
+@pytest.fixture
+def bounce_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until intake calls note_bounce itself, call it where the lead will wire it."""
+    import inspect
+
+    import core.intake as intake
+    from core.notifications import note_bounce
+
+    if "note_bounce" in inspect.getsource(intake):
+        return
+    screen = intake._screen
+
+    def screened(state: Any) -> str | None:
+        reason = screen(state)
+        if reason == "bounce":
+            note_bounce(state.uow, state.mail, intake._recipients(state), state.now)
+        return reason
+
+    monkeypatch.setattr(intake, "_screen", screened)
+
+
+def _auto_reply(item: Sent, marker: str, target: str) -> tuple[bytes, Envelope]:
+    address = {
+        "return_path": item.mail_from,
+        "reply_to": str(item.msg["Reply-To"]).rpartition("<")[2].rstrip(">"),
+        "from": SUPPORT,
+    }[target]
+    raw = (f"From: <{item.rcpt}>\r\nTo: <{address}>\r\n"
+           f"Subject: Automatic reply: {item.msg['Subject']}\r\n"
+           f"In-Reply-To: {item.msg['Message-ID']}\r\n{marker}\r\n"
+           f"Message-ID: <auto-{abs(hash(item.raw))}@{item.rcpt.partition('@')[2]}>\r\n"
+           f"\r\nI am away until Monday.\r\n").encode()
+    return raw, Envelope("smtp", item.rcpt, (address,))
+
+
+@pytest.mark.parametrize("target", ["return_path", "reply_to", "from"])
+@pytest.mark.parametrize("marker", [
+    "Auto-Submitted: auto-replied", "X-Autoreply: yes", "Precedence: auto_reply",
+    "X-Auto-Response-Suppress: All", "X-Ticketd-Loop: support@example.com",
+])
+def test_autoresponder_loop_stops_by_itself(
+    smtp_app: Any, sink: Any, marker: str, target: str
+) -> None:
+    open_by_client(smtp_app)
+    ours: dict[str, int] = {}
+    theirs: dict[str, int] = {}
+    for _ in range(6):
+        sent = deliver(smtp_app, sink)
+        if not sent:
+            break
+        for item in sent:
+            ours[item.rcpt] = ours.get(item.rcpt, 0) + 1
+            theirs[item.rcpt] = theirs.get(item.rcpt, 0) + 1
+            decision = accept_message(smtp_app, *_auto_reply(item, marker, target))
+            assert decision.outcome == "blocked"
+    assert ours == {GUEST: 1, "alice@example.com": 1, "bob@example.com": 1}
+    assert max(theirs.values()) <= 1
+
+
+def _dsn(item: Sent) -> tuple[bytes, Envelope]:
+    raw = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.guest.test>\r\n"
+        f"To: <{item.mail_from}>\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <dsn-{abs(hash(item.raw))}@mx.guest.test>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.guest.test\r\n\r\n"
+        f"Final-Recipient: rfc822; {item.rcpt}\r\nAction: failed\r\n"
+        "Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {item.msg['Message-ID']}\r\nTo: {item.rcpt}\r\n\r\n--B--\r\n"
+    ).encode()
+    return raw, Envelope("smtp", "", (item.mail_from,))
+
+
+def test_bounce_storm_stops_by_itself_and_suppresses(
+    smtp_app: Any, sink: Any, bounce_hook: None
+) -> None:
+    number = open_by_client(smtp_app)
+    to_guest = 0
+    for round_number in range(8):
+        for item in deliver(smtp_app, sink):
+            if item.rcpt == GUEST:
+                to_guest += 1
+                decision = accept_message(smtp_app, *_dsn(item))
+                assert (decision.outcome, decision.reason) == ("blocked", "bounce")
+        change(smtp_app, number, lambda uow, t, n=round_number: admin_reply(
+            uow, t, admin(uow, "alice"), f"Reply {n}", smtp_app.policy, utcnow()))
+    assert to_guest == smtp_app.settings.outbound.bounce_suppress_after
+    with smtp_app.uow() as uow:
+        suppression = uow.suppression(GUEST)
+        assert suppression.bounces == to_guest and suppression.until > utcnow()
+        assert len(uow.outbox_items("bounced")) == to_guest
+        log = uow.ticket_by_number(number).log
+        assert sum(e.action == "delivery failed" for e in log) == to_guest
+        assert len(uow.tickets()) == 1
+
+
+def _cli(app: Any, *args: str) -> str:
+    ticketd = Path(sys.executable).parent / "ticketd"
+    done = subprocess.run(
+        [str(ticketd), "--config", app.settings.source, *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_outbox_and_suppression_commands(smtp_app: Any, sink: Any) -> None:
+    from datetime import timedelta
+
+    with smtp_app.uow() as uow:
+        uow.add(Suppression(email=GUEST, bounces=3, until=utcnow() + timedelta(days=1)))
+        uow.commit()
+    open_by_client(smtp_app)
+    listed = json.loads(_cli(smtp_app, "outbox", "list", "--json"))
+    assert {r["recipient"] for r in listed} == {"alice@example.com", "bob@example.com"}
+    assert {r["status"] for r in listed} == {"queued"}
+    assert json.loads(_cli(smtp_app, "outbox", "list", "--failed", "--json")) == []
+    rows = json.loads(_cli(smtp_app, "suppression", "list", "--json"))
+    assert [(r["email"], r["active"]) for r in rows] == [(GUEST, True)]
+    _cli(smtp_app, "suppression", "remove", GUEST)
+    rows = json.loads(_cli(smtp_app, "suppression", "list", "--json"))
+    assert [(r["email"], r["active"]) for r in rows] == [(GUEST, False)]
+    open_by_client(smtp_app)
+    assert GUEST in to(deliver(smtp_app, sink))
