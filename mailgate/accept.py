@@ -62,6 +62,7 @@ def accept_message(
     poller records the message's UID there, so import and checkpoint commit
     together).
     """
+    policy = app.policy
     stored = _store(app, raw)
     try:
         mail = parse_message(raw, limits_for(app))
@@ -73,7 +74,7 @@ def accept_message(
         ), also)
     try:
         return _commit(app, lambda uow: receive_mail(
-            uow, mail, envelope, stored, app.policy, utcnow()
+            uow, mail, envelope, stored, policy, utcnow()
         ), also)
     except TransientError:
         raise

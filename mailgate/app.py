@@ -111,7 +111,7 @@ class App:
         return done
 
     def ensure_schema(self) -> None:
-        """Upgrade only when the database is not at the newest revision (a cheap check)."""
+        """Run `init` only when the database is not at the newest revision (a cheap check)."""
         from sqlalchemy import text
 
         Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ class App:
                     return
         except (OperationalError, ProgrammingError):
             pass
-        self.upgrade_schema()
+        self.init()
 
     def upgrade_schema(self) -> None:
         from storage import schema

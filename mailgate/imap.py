@@ -106,7 +106,7 @@ class MailboxPoller:
                 return
             log.info("mailbox %s is polled by another instance; waiting", self.key)
             delay = float(self.mailbox.poll_interval_seconds)
-        except Exception as err:  # the one catch-all for a poll session
+        except Exception as err:  # noqa: BLE001 - the one catch-all for a poll session
             delay = self.backoff.next()
             self._log_failure(err, delay)
         await pause(stop, delay)

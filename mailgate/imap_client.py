@@ -143,7 +143,9 @@ class ImapSession:
                 await self._starttls()
         except (OSError, TimeoutError, aioimaplib.AioImapException) as err:
             detail = str(err) or type(err).__name__
-            raise ImapError(f"mailbox {label(self.mailbox)}: cannot connect to {where}: {detail}") from err
+            raise ImapError(
+                f"mailbox {label(self.mailbox)}: cannot connect to {where}: {detail}"
+            ) from err
 
     async def _starttls(self) -> None:
         protocol = self.client.protocol

@@ -63,7 +63,8 @@ def import_message(
 ) -> Decision:
     """Take in one fetched message; its UID and the checkpoint commit with it."""
     envelope = Envelope("imap", None, (mailbox.department,))
-    return accept_message(app, raw, envelope, also=_recorder(mailbox_key(mailbox), uidvalidity, uid))
+    record = _recorder(mailbox_key(mailbox), uidvalidity, uid)
+    return accept_message(app, raw, envelope, also=record)
 
 
 def _recorder(key: str, uidvalidity: int, uid: int) -> Also:

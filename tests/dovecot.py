@@ -1,7 +1,7 @@
 """A throwaway Dovecot IMAP server on loopback, for the IMAP tests and benchmark.
 
 `Dovecot().start()` writes a config in a fresh folder under /tmp (plain IMAP
-on a free 127.0.0.1 port, passwd-file users, Maildir homes there) and runs
+on a free 127.0.0.1 port, one passwd-file per user, Maildir homes there) and runs
 `dovecot -F`; `add_user()` creates a fresh account, so tests sharing one
 server never see each other's mail. Works as root (mail owned by `nobody`)
 and as an ordinary user (every Dovecot service runs as that user).
@@ -39,11 +39,11 @@ mail_max_userip_connections = 200
 first_valid_uid = 1
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/users
+  args = scheme=PLAIN {root}/passwd/%u
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%u {root}/users
+  args = {root}/passwd/%u
 }}
 service imap-login {{
   inet_listener imap {{
@@ -139,9 +139,8 @@ class Dovecot:
     def start(self) -> Dovecot:
         program = binary()
         assert program is not None, "dovecot is not installed"
-        for sub in ("run", "state", "homes"):
+        for sub in ("run", "state", "homes", "passwd"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        (self.root / "users").touch()
         config = self.root / "dovecot.conf"
         config.write_text(self._config(), encoding="utf-8")
         self.process = subprocess.Popen([program, "-F", "-c", str(config)])
@@ -183,8 +182,9 @@ class Dovecot:
         uid, gid = (NOBODY, NOBODY) if os.geteuid() == 0 else (os.getuid(), os.getgid())
         if os.geteuid() == 0:
             os.chown(home, uid, gid)
-        with (self.root / "users").open("a", encoding="utf-8") as users:
-            users.write(f"{name}:{{PLAIN}}{password}:{uid}:{gid}::{home}::\n")
+        # One passwd-file per user: Dovecot never has to notice a file growing.
+        entry = f"{name}:{{PLAIN}}{password}:{uid}:{gid}::{home}::\n"
+        (self.root / "passwd" / name).write_text(entry, encoding="utf-8")
         return Account(self.host, self.port, name, password)
 
     def stop(self) -> None:
