@@ -153,7 +153,9 @@ def app(config_path: Path) -> Iterator[Any]:
     application.engine.dispose()
 
 
-def run_cli(config: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    config: Path, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `ticketd` command against `config`."""
     return subprocess.run(
         [TICKETD, "--config", str(config), *args],
@@ -292,8 +294,7 @@ class Daemon:
     """`ticketd serve` as a subprocess on a free SMTP port of its own."""
 
     def __init__(self, folder: Path, url: str, extra: str = "") -> None:
-        import time
-
+        self.folder = folder
         self.port = free_port()
         self.config = write_config(folder, url, extra)
         text = self.config.read_text(encoding="utf-8")
@@ -301,17 +302,26 @@ class Daemon:
             text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{self.port}"'),
             encoding="utf-8",
         )
-        self.log = (folder / "serve.log").open("wb")
+        self.starts = 0
+        self.start()
+
+    def start(self, wait: bool = True) -> None:
+        """Start (or restart) the daemon and wait until it listens."""
+        import time
+
+        self.starts += 1
+        log_path = self.folder / f"serve{self.starts}.log"
+        self.log = log_path.open("wb")
         self.process = subprocess.Popen(
             [TICKETD, "--config", str(self.config), "serve"],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
-        while not self.listening():
+        while wait and not self.listening():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError((folder / "serve.log").read_text(errors="replace"))
+                raise RuntimeError(log_path.read_text(errors="replace"))
             time.sleep(0.05)
 
     def listening(self) -> bool:

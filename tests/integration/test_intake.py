@@ -65,16 +65,28 @@ def test_unknown_department_is_logged(app: Any) -> None:
 
 def test_reply_matched_by_in_reply_to(app: Any) -> None:
     first = take(app, mail())
-    reply = take(app, mail(subject="Re: something else", message_id="m2@client.test",
-                           extra="In-Reply-To: <m1@client.test>\n"))
+    reply = take(
+        app,
+        mail(
+            subject="Re: something else",
+            message_id="m2@client.test",
+            extra="In-Reply-To: <m1@client.test>\n",
+        ),
+    )
     assert (reply.outcome, reply.ticket_number) == ("reply", first.ticket_number)
     assert show(app, first.ticket_number)["status"] == "Customer-Reply"
 
 
 def test_reply_matched_by_references_only(app: Any) -> None:
     first = take(app, mail())
-    reply = take(app, mail(subject="Re: x", message_id="m2@client.test",
-                           extra="References: <other@x.test> <m1@client.test>\n"))
+    reply = take(
+        app,
+        mail(
+            subject="Re: x",
+            message_id="m2@client.test",
+            extra="References: <other@x.test> <m1@client.test>\n",
+        ),
+    )
     assert reply.ticket_number == first.ticket_number
 
 
@@ -108,8 +120,14 @@ def test_cc_recipient_may_reply(app: Any) -> None:
         alice = uow.admin_by_username("alice")
         actor = Actor(alice.email, alice.name, alice.id, alice.username)
         ticket = load_ticket(uow, first.ticket_number or "", actor)
-        update_ticket(uow, ticket, actor, OptionChanges(cc=["colleague@client.test"]),
-                      app.policy, datetime.now(UTC))
+        update_ticket(
+            uow,
+            ticket,
+            actor,
+            OptionChanges(cc=["colleague@client.test"]),
+            app.policy,
+            datetime.now(UTC),
+        )
         app.finish(uow)
     subject = f"Re: [Ticket #{first.ticket_number}]"
     reply = take(app, mail(sender="colleague@client.test", subject=subject, message_id="c1@x"))
@@ -132,8 +150,17 @@ def test_reply_token_of_an_admin_makes_an_operator_reply(app: Any) -> None:
         ticket = uow.ticket_by_number(first.ticket_number or "")
         token = issue_token(app.policy.token_secret, ticket.id, ticket.version, "alice@example.com")
     to = reply_address(SUPPORT, token)
-    reply = take(app, mail(sender="alice@example.com", subject="Re: fire", message_id="a2@x",
-                           to=to, body="On our way."), to)
+    reply = take(
+        app,
+        mail(
+            sender="alice@example.com",
+            subject="Re: fire",
+            message_id="a2@x",
+            to=to,
+            body="On our way.",
+        ),
+        to,
+    )
     assert any("token" in step for step in reply.trace)
     ticket = show(app, first.ticket_number)
     assert ticket["messages"][-1]["badge"] == "operator"
@@ -152,10 +179,16 @@ def test_forged_token_for_another_sender_does_not_verify(app: Any) -> None:
 
 
 def test_thread_delivered_newest_first_ends_as_one_ticket(app: Any) -> None:
-    third = mail(message_id="c@x.test", subject="Re: Re: topic",
-                 extra="In-Reply-To: <b@x.test>\nReferences: <a@x.test> <b@x.test>\n")
-    second = mail(message_id="b@x.test", subject="Re: topic",
-                  extra="In-Reply-To: <a@x.test>\nReferences: <a@x.test>\n")
+    third = mail(
+        message_id="c@x.test",
+        subject="Re: Re: topic",
+        extra="In-Reply-To: <b@x.test>\nReferences: <a@x.test> <b@x.test>\n",
+    )
+    second = mail(
+        message_id="b@x.test",
+        subject="Re: topic",
+        extra="In-Reply-To: <a@x.test>\nReferences: <a@x.test>\n",
+    )
     first = mail(message_id="a@x.test", subject="topic")
     numbers = {take(app, raw).ticket_number for raw in (third, second, first)}
     assert len(numbers) == 1
@@ -222,14 +255,26 @@ def test_closed_ticket_reply_blocked_when_department_does_not_reopen(
 
     config = write_config(tmp_path, database_url)
     text = config.read_text().replace(
-        'email = "support@example.com"\n', 'email = "support@example.com"\nreopen_on_reply = false\n'
+        'email = "support@example.com"\n',
+        'email = "support@example.com"\nreopen_on_reply = false\n',
     )
     config.write_text(text)
     app = App(load_settings(config))
     app.init()
     first = take(app, mail())
-    assert run_cli(config, "ticket", "update", first.ticket_number or "", "--admin", "alice",
-                   "--status", "Closed").returncode == 0
+    assert (
+        run_cli(
+            config,
+            "ticket",
+            "update",
+            first.ticket_number or "",
+            "--admin",
+            "alice",
+            "--status",
+            "Closed",
+        ).returncode
+        == 0
+    )
     reply = take(app, mail(message_id="m2@x", extra="In-Reply-To: <m1@client.test>\n"))
     assert (reply.outcome, reply.reason) == ("blocked", "ticket_closed")
     app.engine.dispose()
@@ -251,8 +296,11 @@ def test_clients_only_department_refuses_strangers(tmp_path: Path, database_url:
         uow.commit()
     stranger = take(app, mail(to="sales@example.com"), "sales@example.com")
     assert stranger.reason == "not_authorized"
-    client = take(app, mail(sender="owner@known.test", to="sales@example.com", message_id="k@x"),
-                  "sales@example.com")
+    client = take(
+        app,
+        mail(sender="owner@known.test", to="sales@example.com", message_id="k@x"),
+        "sales@example.com",
+    )
     assert client.outcome == "new_ticket"
     assert show(app, client.ticket_number)["messages"][0]["badge"] == "owner"
     app.engine.dispose()

@@ -765,3 +765,52 @@ def test_outbox_and_suppression_commands(smtp_app: Any, sink: Any) -> None:
     assert [(r["email"], r["active"]) for r in rows] == [(GUEST, False)]
     open_by_client(smtp_app)
     assert GUEST in to(deliver(smtp_app, sink))
+
+
+# --- crash safety ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_kill_9_while_sending_delivers_each_notification_once(smtp_app: Any, sink: Any) -> None:
+    """500 notifications, the sender killed with SIGKILL mid-way, then run again.
+
+    SMTP cannot take part in our transaction: the one message the server had
+    accepted when the sender died may arrive twice (asserted: at most one).
+    """
+    import signal
+    import time
+
+    number = settled(smtp_app, sink)
+    cc = [f"c{i}@cc.test" for i in range(499)]
+    change(smtp_app, number, lambda uow, t: update_ticket(
+        uow, t, admin(uow, "alice"), OptionChanges(cc=cc), smtp_app.policy, utcnow()))
+    change(smtp_app, number, lambda uow, t: admin_reply(
+        uow, t, admin(uow, "alice"), "To everyone", smtp_app.policy, utcnow()))
+    with smtp_app.uow() as uow:
+        expected = {i.mail_message_id for i in uow.outbox_items("queued")}
+    assert len(expected) == 500
+    config = Path(smtp_app.settings.source)
+    config.write_text(config.read_text().replace('transport = "maildir"', (
+        f'transport = "smtp"\nsmtp_host = "127.0.0.1"\nsmtp_port = {sink.port}\n'
+        "claim_seconds = 2\nbatch_size = 20")))
+    ticketd = str(Path(sys.executable).parent / "ticketd")
+    sender = subprocess.Popen([ticketd, "--config", str(config), "outbox", "send", "--once"])
+    received: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while len(received) < 150 and time.monotonic() < deadline:
+        received += [raw for _, _, raw in sink.handler_obj.take()]
+        time.sleep(0.005)
+    sender.send_signal(signal.SIGKILL)
+    sender.wait(10)
+    received += [raw for _, _, raw in sink.handler_obj.take()]
+    assert 150 <= len(received) < 500
+    time.sleep(2.5)
+    done = subprocess.run([ticketd, "--config", str(config), "outbox", "send", "--once"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    received += [raw for _, _, raw in sink.handler_obj.take()]
+    ids = [email.message_from_bytes(r)["Message-ID"].strip("<>") for r in received]
+    assert set(ids) == expected
+    assert len(ids) - len(set(ids)) <= 1
+    with smtp_app.uow() as uow:
+        assert {i.status for i in uow.outbox_items()} == {"sent"}
