@@ -114,8 +114,7 @@ def new_number(uow: UnitOfWork, policy: Policy, now: datetime) -> str:
     """A ticket number never issued before; the unique index backs this check."""
     for _ in range(NUMBER_ATTEMPTS):
         number = generate_number(policy.number_mask, now)
-        if not uow.number_issued(number):
-            uow.issue_number(number)
+        if not uow.number_issued(number) and uow.try_issue_number(number):
             return number
     raise TicketdError("no free ticket number left for the mask; widen tickets.number_mask")
 

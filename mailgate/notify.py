@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -84,15 +84,27 @@ def templates_dir(app: App) -> str:
 
 @dataclass
 class _Builder:
+    """Builds the rows of one transaction; ticket lookups are made once per ticket."""
+
     app: App
     uow: SqlUnitOfWork
     now: datetime
+    tickets: dict[int, tuple[Ticket, Department, tuple[str | None, list[str]]]] = field(
+        default_factory=dict
+    )
+
+    def _ticket(self, ticket_id: int) -> tuple[Ticket, Department, tuple[str | None, list[str]]]:
+        if ticket_id not in self.tickets:
+            ticket = self.uow.ticket(ticket_id)
+            assert ticket is not None
+            department = self.uow.department(ticket.department_id)
+            assert department is not None
+            self.tickets[ticket_id] = (ticket, department, self._thread(ticket))
+        return self.tickets[ticket_id]
 
     def queue(self, item: Notification) -> OutboxItem:
-        ticket = self.uow.ticket(item.ticket_id)
-        assert ticket is not None and ticket.id is not None
-        department = self.uow.department(ticket.department_id)
-        assert department is not None
+        ticket, department, thread = self._ticket(item.ticket_id)
+        assert ticket.id is not None
         unique = secrets.token_hex(10)
         mail_id = f"ticketd.{unique}@{self._domain(department)}"
         message = self.uow.message(item.message_id) if item.message_id else None
@@ -101,7 +113,7 @@ class _Builder:
             _template(item),
             _context(self.uow, item, ticket, department, message),
         )
-        headers = self._headers(item, ticket, department, mail_id)
+        headers = self._headers(item, ticket, department, mail_id, thread)
         payload = {
             "envelope_from": self._envelope_from(department, unique),
             "to": item.recipient.email,
@@ -136,14 +148,19 @@ class _Builder:
         return f"{local}+bounce-{unique}@{domain}"
 
     def _headers(
-        self, item: Notification, ticket: Ticket, department: Department, mail_id: str
+        self,
+        item: Notification,
+        ticket: Ticket,
+        department: Department,
+        mail_id: str,
+        thread: tuple[str | None, list[str]],
     ) -> list[tuple[str, str]]:
         assert ticket.id is not None
         token = issue_token(
             self.app.policy.token_secret, ticket.id, ticket.version, item.recipient.email
         )
         sender_name = self.app.settings.outbound.from_name or department.name
-        parent, references = self._thread(ticket)
+        parent, references = thread
         pairs = [
             ("From", format_address(sender_name, department.email)),
             ("To", format_address(item.recipient.name, item.recipient.email)),

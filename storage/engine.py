@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 
 def _sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
@@ -38,7 +37,8 @@ def make_engine(url: str, busy_timeout_ms: int = 10000, password: str = "") -> E
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             parsed,
-            poolclass=NullPool,
+            pool_size=4,
+            max_overflow=8,
             connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
         )
         _sqlite_hooks(engine, busy_timeout_ms)

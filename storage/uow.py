@@ -102,8 +102,16 @@ class SqlUnitOfWork:
         ).first()
         return found is not None
 
-    def issue_number(self, number: str) -> None:
-        self.session.execute(tables.issued_numbers.insert().values(number=number))
+    def try_issue_number(self, number: str) -> bool:
+        """Claim `number` for good; False, with the transaction intact, when it is taken
+        (also by a concurrent transaction that committed it after our check)."""
+        self.flush()  # pending changes fail on their own, not as a taken number
+        try:
+            with self.session.begin_nested():
+                self.session.execute(tables.issued_numbers.insert().values(number=number))
+        except IntegrityError:
+            return False
+        return True
 
     def tickets(
         self,

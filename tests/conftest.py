@@ -282,14 +282,6 @@ def app_maker(tmp_path: Path) -> Iterator[Any]:
         application.engine.dispose()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Daemon:
     """`ticketd serve` as a subprocess on a free SMTP port of its own."""
 
