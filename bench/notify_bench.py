@@ -15,7 +15,6 @@ import smtplib
 import socket
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -24,7 +23,7 @@ from core.actors import Actor
 from core.options import OptionChanges, update_ticket
 from core.ticketing import NewTicket, admin_reply, open_ticket
 from mailgate.app import App, utcnow
-from mailgate.outbound import SmtpTransport, send_due
+from mailgate.outbound import Claimed, SmtpTransport, outgoing, send_due
 from mailgate.settings import load_settings
 
 PER_REPLY = 100
@@ -105,8 +104,6 @@ def bare_run(app: App, port: int, count: int) -> float:
     """Seconds for smtplib to send `count` prebuilt copies of one of our messages."""
     with app.uow() as uow:
         item = uow.outbox_items("sent")[0]
-        from mailgate.outbound import Claimed, outgoing
-
         mail = outgoing(app, Claimed(item.id or 0, item.mail_message_id, item.payload))
     started = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as conn:
@@ -127,7 +124,6 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             app = make_app(Path(folder), port)
-            app.settings = replace(app.settings)
             ours = ticketd_run(app, count)
             bare = bare_run(app, port, count)
             app.engine.dispose()

@@ -55,9 +55,11 @@ def merge_tickets(
 
 def _absorb(uow: UnitOfWork, target: Ticket, other: Ticket, actor: Actor, now: datetime) -> None:
     assert target.id is not None and other.id is not None
+    # Append before removing: a message without a parent for a moment is an orphan
+    # that an autoflush (loading target.messages) would delete.
     for message in list(other.messages):
-        other.messages.remove(message)
         target.messages.append(message)
+        other.messages.remove(message)
     have_cc = {c.email for c in target.cc}
     target.cc += [TicketCc(email=c.email) for c in other.cc if c.email not in have_cc]
     have_tags = {t.tag for t in target.tags}

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from core.addresses import valid_email
+
 
 class Audience(Enum):
     """The table's columns."""
@@ -135,7 +137,10 @@ class Recipient:
 
 
 def recipients(row: Row, parties: Parties) -> list[Recipient]:
-    """The people `row` mails, each once, after the rules every row shares."""
+    """The people `row` mails, each once, after the rules every row shares.
+
+    Addresses that are not plain, safe addr-specs (`core.addresses`) are never mailed.
+    """
     if row.skip_self_target and parties.target_admin_id == parties.actor_admin_id:
         return []
     chosen: dict[str, Recipient] = {}
@@ -145,7 +150,7 @@ def recipients(row: Row, parties: Parties) -> list[Recipient]:
         side = ADMIN if audience in ADMIN_SIDE else CLIENT
         template = row.admin_template if side == ADMIN else row.client_template
         for person in _fill(audience, row, parties):
-            key = person.email.strip().lower()
+            key = valid_email(person.email)
             if key and key not in chosen and template and _may_mail(person, side, parties):
                 chosen[key] = Recipient(key, person.name, side, template, person.admin_id)
     return list(chosen.values())
@@ -182,7 +187,7 @@ def mention_recipients(mentioned: tuple[Person, ...], parties: Parties) -> list[
     row = TABLE[NOTE_MENTION]
     found: dict[str, Recipient] = {}
     for person in mentioned:
-        key = person.email.lower()
-        if key not in found and _may_mail(person, ADMIN, parties):
+        key = valid_email(person.email)
+        if key and key not in found and _may_mail(person, ADMIN, parties):
             found[key] = Recipient(key, person.name, ADMIN, row.admin_template, person.admin_id)
     return list(found.values())

@@ -80,9 +80,9 @@ def accept_message(
         raise
     except Exception as err:  # the one catch-all for a message
         log.exception("message %s could not be processed", stored.sha256[:12])
-        detail = f"processing failed ({type(err).__name__}); raw message kept"
+        detail = f"processing failed ({type(err).__name__}); raw kept, importable once fixed"
         return _commit(app, lambda uow: record_unreadable(
-            uow, envelope, stored, "malformed", detail, utcnow()
+            uow, envelope, stored, "internal_error", detail, utcnow()
         ), also)
 
 

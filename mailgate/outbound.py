@@ -214,14 +214,6 @@ def outgoing(app: App, claimed: Claimed) -> Outgoing:
 def send_due(app: App, transport: Transport) -> SendReport:
     """Send everything due now, batch by batch; returns the totals."""
     total = SendReport()
-    keeper = app.engine.raw_connection()
-    try:
-        return _send_batches(app, transport, total)
-    finally:
-        keeper.close()
-
-
-def _send_batches(app: App, transport: Transport, total: SendReport) -> SendReport:
     while True:
         started = utcnow()
         batch = claim(app, started)

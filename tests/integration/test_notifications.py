@@ -93,8 +93,9 @@ def desk(smtp_app: Any) -> dict[str, int]:
 
 def open_by_client(app: Any, sender: str = GUEST, dept: str = SUPPORT, **kw: Any) -> str:
     with app.uow() as uow:
-        request = NewTicket(dept, sender, sender.partition("@")[0].title(), "Help", "It broke.",
-                            **kw)
+        request = NewTicket(
+            dept, sender, sender.partition("@")[0].title(), "Help", "It broke.", **kw
+        )
         ticket = open_ticket(uow, request, Actor(sender, ""), app.policy, utcnow())
         app.finish(uow)
     return ticket.number
@@ -120,8 +121,13 @@ def watch(uow: Any, ticket: Any, username: str) -> None:
 
 
 def flag(app: Any, number: str, by: str, to_user: str) -> None:
-    change(app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, by), OptionChanges(flag_username=to_user), app.policy, utcnow()))
+    change(
+        app,
+        number,
+        lambda uow, t: update_ticket(
+            uow, t, admin(uow, by), OptionChanges(flag_username=to_user), app.policy, utcnow()
+        ),
+    )
 
 
 # --- ticket opened -----------------------------------------------------------------
@@ -145,9 +151,18 @@ def test_ticket_opened_acknowledges_owner_users_contacts_and_cc(
     number = open_by_client(smtp_app, "ulla@acme.test")
     sent = deliver(smtp_app, sink)
     assert to(sent, "ticket_opened_ack") == {"ulla@acme.test", "olga@acme.test", "cora@acme.test"}
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(cc=["carl@cc.test"]), smtp_app.policy,
-        utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow,
+            t,
+            admin(uow, "alice"),
+            OptionChanges(cc=["carl@cc.test"]),
+            smtp_app.policy,
+            utcnow(),
+        ),
+    )
     deliver(smtp_app, sink)
     with smtp_app.uow() as uow:
         ticket = uow.ticket_by_number(number)
@@ -198,8 +213,10 @@ def test_acknowledgement_at_most_once_per_address_in_window(smtp_app: Any, sink:
 
 
 def test_no_acknowledgement_for_auto_reply_or_bounce(smtp_app: Any, sink: Any) -> None:
-    auto = (b"From: Gina <gina@guest.test>\r\nTo: support@example.com\r\nSubject: Out of office"
-            b"\r\nAuto-Submitted: auto-replied\r\nMessage-ID: <ooo-1@guest.test>\r\n\r\nAway.\r\n")
+    auto = (
+        b"From: Gina <gina@guest.test>\r\nTo: support@example.com\r\nSubject: Out of office"
+        b"\r\nAuto-Submitted: auto-replied\r\nMessage-ID: <ooo-1@guest.test>\r\n\r\nAway.\r\n"
+    )
     decision = accept_message(smtp_app, auto, Envelope("smtp", GUEST, (SUPPORT,)))
     assert decision.reason == "auto_reply"
     assert deliver(smtp_app, sink) == []
@@ -210,22 +227,26 @@ def test_no_acknowledgement_for_auto_reply_or_bounce(smtp_app: Any, sink: Any) -
 
 def test_client_reply_mails_department_when_nobody_flagged(smtp_app: Any, sink: Any) -> None:
     number = settled(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: client_reply(
-        uow, t, Actor(GUEST, "Gina"), "guest", "More info", utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: client_reply(uow, t, Actor(GUEST, "Gina"), "guest", "More info", utcnow()),
+    )
     sent = deliver(smtp_app, sink)
     assert to(sent, "client_reply") == {"alice@example.com", "bob@example.com"}
     assert GUEST not in to(sent)
 
 
-def test_client_reply_mails_watchers_and_flagged_not_department(
-    smtp_app: Any, sink: Any
-) -> None:
+def test_client_reply_mails_watchers_and_flagged_not_department(smtp_app: Any, sink: Any) -> None:
     number = settled(smtp_app, sink)
     flag(smtp_app, number, "alice", "alice")
     change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
     deliver(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: client_reply(
-        uow, t, Actor(GUEST, "Gina"), "guest", "More info", utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: client_reply(uow, t, Actor(GUEST, "Gina"), "guest", "More info", utcnow()),
+    )
     sent = deliver(smtp_app, sink)
     assert to(sent) == {"alice@example.com"}
     assert count(sent) == {"alice@example.com": 1}
@@ -233,8 +254,13 @@ def test_client_reply_mails_watchers_and_flagged_not_department(
 
 def test_client_reply_author_is_not_mailed_their_own_reply(smtp_app: Any, sink: Any) -> None:
     number = settled(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: client_reply(
-        uow, t, Actor("bob@example.com", "Bob"), "guest", "Writing as a client", utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: client_reply(
+            uow, t, Actor("bob@example.com", "Bob"), "guest", "Writing as a client", utcnow()
+        ),
+    )
     assert to(deliver(smtp_app, sink)) == {"alice@example.com"}
 
 
@@ -249,11 +275,19 @@ def test_admin_reply_mails_client_side_with_attachments_admins_without(
     number = settled(smtp_app, sink, "ulla@acme.test")
     change(smtp_app, number, lambda uow, t: watch(uow, t, "bob"))
     files = [Attachment("fix.txt", "text/plain", b"the fix\n")]
-    change(smtp_app, number, lambda uow, t: admin_reply(
-        uow, t, admin(uow, "alice"), "Try this.", smtp_app.policy, utcnow(), attachments=files))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: admin_reply(
+            uow, t, admin(uow, "alice"), "Try this.", smtp_app.policy, utcnow(), attachments=files
+        ),
+    )
     sent = deliver(smtp_app, sink)
     assert to(sent, "admin_reply") == {
-        "ulla@acme.test", "olga@acme.test", "cora@acme.test", "bob@example.com"
+        "ulla@acme.test",
+        "olga@acme.test",
+        "cora@acme.test",
+        "bob@example.com",
     }
     for item in sent:
         names = [p.get_filename() for p in item.msg.iter_attachments()]
@@ -271,8 +305,11 @@ def test_admin_reply_respects_ticket_emails_but_requester_always_gets_it(
     smtp_app: Any, sink: Any, desk: dict[str, int]
 ) -> None:
     number = settled(smtp_app, sink, "uwe@acme.test")
-    change(smtp_app, number, lambda uow, t: admin_reply(
-        uow, t, admin(uow, "alice"), "Done.", smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: admin_reply(uow, t, admin(uow, "alice"), "Done.", smtp_app.policy, utcnow()),
+    )
     sent = to(deliver(smtp_app, sink), "admin_reply")
     assert "uwe@acme.test" in sent
     assert "conny@acme.test" not in sent
@@ -281,12 +318,24 @@ def test_admin_reply_respects_ticket_emails_but_requester_always_gets_it(
 
 def test_admin_reply_mails_guest_requester_and_cc(smtp_app: Any, sink: Any) -> None:
     number = settled(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(cc=["Carl@CC.test", GUEST.upper()]),
-        smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow,
+            t,
+            admin(uow, "alice"),
+            OptionChanges(cc=["Carl@CC.test", GUEST.upper()]),
+            smtp_app.policy,
+            utcnow(),
+        ),
+    )
     deliver(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: admin_reply(
-        uow, t, admin(uow, "bob"), "Answer", smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: admin_reply(uow, t, admin(uow, "bob"), "Answer", smtp_app.policy, utcnow()),
+    )
     sent = deliver(smtp_app, sink)
     assert count(sent) == {GUEST: 1, "carl@cc.test": 1}
 
@@ -299,8 +348,13 @@ def test_options_changed_mails_watchers_and_flagged_old_to_new(smtp_app: Any, si
     flag(smtp_app, number, "alice", "bob")
     change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
     deliver(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(priority="High"), smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow, t, admin(uow, "alice"), OptionChanges(priority="High"), smtp_app.policy, utcnow()
+        ),
+    )
     sent = deliver(smtp_app, sink)
     assert to(sent) == {"bob@example.com"}
     body = sent[0].msg.get_body(("plain",))
@@ -311,9 +365,18 @@ def test_department_changed_mails_new_department_members_when_unflagged(
     smtp_app: Any, sink: Any
 ) -> None:
     number = settled(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(department_email="sales@example.com"),
-        smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow,
+            t,
+            admin(uow, "alice"),
+            OptionChanges(department_email="sales@example.com"),
+            smtp_app.policy,
+            utcnow(),
+        ),
+    )
     sent = deliver(smtp_app, sink)
     assert to(sent, "department_changed") == {"carol@example.com"}
     assert "bob@example.com" not in to(sent)
@@ -329,9 +392,18 @@ def test_department_changed_skips_department_when_flagged(smtp_app: Any, sink: A
     number = settled(smtp_app, sink)
     flag(smtp_app, number, "alice", "bob")
     deliver(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(department_email="sales@example.com"),
-        smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow,
+            t,
+            admin(uow, "alice"),
+            OptionChanges(department_email="sales@example.com"),
+            smtp_app.policy,
+            utcnow(),
+        ),
+    )
     assert to(deliver(smtp_app, sink)) == {"bob@example.com"}
 
 
@@ -357,8 +429,13 @@ def test_ticket_unflagged_mails_the_unassigned_admin(smtp_app: Any, sink: Any) -
     number = settled(smtp_app, sink)
     flag(smtp_app, number, "alice", "bob")
     deliver(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(unflag=True), smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow, t, admin(uow, "alice"), OptionChanges(unflag=True), smtp_app.policy, utcnow()
+        ),
+    )
     assert to(deliver(smtp_app, sink), "ticket_unflagged") == {"bob@example.com"}
 
 
@@ -372,8 +449,13 @@ def test_note_mails_watchers_and_flagged_and_each_mention_once(
     flag(smtp_app, number, "alice", "bob")
     change(smtp_app, number, lambda uow, t: watch(uow, t, "bob"))
     deliver(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: add_note(
-        uow, t, admin(uow, "alice"), "Secret: @bob @carol @alice", utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: add_note(
+            uow, t, admin(uow, "alice"), "Secret: @bob @carol @alice", utcnow()
+        ),
+    )
     sent = deliver(smtp_app, sink)
     assert count(sent) == {"bob@example.com": 1}
     assert sent[0].event == "note_mention"
@@ -383,8 +465,11 @@ def test_note_mails_watchers_and_flagged_and_each_mention_once(
 def test_client_side_never_gets_note_mail(smtp_app: Any, sink: Any) -> None:
     number = settled(smtp_app, sink)
     change(smtp_app, number, lambda uow, t: watch(uow, t, "bob"))
-    change(smtp_app, number, lambda uow, t: add_note(
-        uow, t, admin(uow, "alice"), "Internal only", utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: add_note(uow, t, admin(uow, "alice"), "Internal only", utcnow()),
+    )
     sent = deliver(smtp_app, sink)
     assert to(sent) == {"bob@example.com"}
     assert to(sent, "note_added") == {"bob@example.com"}
@@ -401,9 +486,18 @@ def test_auto_close_mails_owner_cc_and_requester(
     smtp_app: Any, sink: Any, desk: dict[str, int]
 ) -> None:
     number = settled(smtp_app, sink, "ulla@acme.test")
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(cc=["carl@cc.test"]), smtp_app.policy,
-        utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow,
+            t,
+            admin(uow, "alice"),
+            OptionChanges(cc=["carl@cc.test"]),
+            smtp_app.policy,
+            utcnow(),
+        ),
+    )
     change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
     deliver(smtp_app, sink)
     emit(smtp_app, number, events.TicketAutoClosed)
@@ -426,21 +520,36 @@ def test_feedback_request_mails_requester_only(
 def test_admins_outside_the_department_get_nothing(smtp_app: Any, sink: Any) -> None:
     number = settled(smtp_app, sink)
     change(smtp_app, number, lambda uow, t: watch(uow, t, "carol"))
-    change(smtp_app, number, lambda uow, t: client_reply(
-        uow, t, Actor(GUEST, "Gina"), "guest", "Hello?", utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: client_reply(uow, t, Actor(GUEST, "Gina"), "guest", "Hello?", utcnow()),
+    )
     assert "carol@example.com" not in to(deliver(smtp_app, sink))
 
 
 def test_one_email_per_person_per_event(smtp_app: Any, sink: Any) -> None:
     number = settled(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(cc=["ALICE@example.com", GUEST]),
-        smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow,
+            t,
+            admin(uow, "alice"),
+            OptionChanges(cc=["ALICE@example.com", GUEST]),
+            smtp_app.policy,
+            utcnow(),
+        ),
+    )
     flag(smtp_app, number, "bob", "alice")
     change(smtp_app, number, lambda uow, t: watch(uow, t, "alice"))
     deliver(smtp_app, sink)
-    change(smtp_app, number, lambda uow, t: admin_reply(
-        uow, t, admin(uow, "bob"), "Reply", smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: admin_reply(uow, t, admin(uow, "bob"), "Reply", smtp_app.policy, utcnow()),
+    )
     assert count(deliver(smtp_app, sink)) == {"alice@example.com": 1, GUEST: 1}
 
 
@@ -455,8 +564,9 @@ def test_suppressed_address_gets_nothing(smtp_app: Any, sink: Any) -> None:
 
 
 def test_daily_cap_on_automatic_mail(app_maker: Any, sink: Any) -> None:
-    app = app_maker(outbound={
-        "transport": "smtp", "smtp_port": sink.port, "max_automatic_per_day": 3})
+    app = app_maker(
+        outbound={"transport": "smtp", "smtp_port": sink.port, "max_automatic_per_day": 3}
+    )
     for _ in range(5):
         open_by_client(app)
     sent = deliver(app, sink)
@@ -467,8 +577,10 @@ def test_daily_cap_on_automatic_mail(app_maker: Any, sink: Any) -> None:
 
 
 def test_threading_headers_and_reply_to_token(smtp_app: Any, sink: Any) -> None:
-    raw = (b"From: Gina <gina@guest.test>\r\nTo: support@example.com\r\nSubject: Broken\r\n"
-           b"Message-ID: <first@guest.test>\r\n\r\nIt broke.\r\n")
+    raw = (
+        b"From: Gina <gina@guest.test>\r\nTo: support@example.com\r\nSubject: Broken\r\n"
+        b"Message-ID: <first@guest.test>\r\n\r\nIt broke.\r\n"
+    )
     decision = accept_message(smtp_app, raw, Envelope("smtp", GUEST, (SUPPORT,)))
     sent = deliver(smtp_app, sink)
     ack = next(s for s in sent if s.rcpt == GUEST)
@@ -548,8 +660,10 @@ def test_maildir_resend_overwrites(app_maker: Any, tmp_path: Any) -> None:
 
 
 def _ack_of(app: Any, sink: Any, subject: str, sender: str = GUEST) -> tuple[str, Sent]:
-    raw = (f"From: <{sender}>\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\n"
-           f"Message-ID: <{subject.replace(' ', '-')}@guest.test>\r\n\r\nHelp.\r\n").encode()
+    raw = (
+        f"From: <{sender}>\r\nTo: {SUPPORT}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '-')}@guest.test>\r\n\r\nHelp.\r\n"
+    ).encode()
     decision = accept_message(app, raw, Envelope("smtp", sender, (SUPPORT,)))
     assert decision.outcome == "new_ticket" and decision.ticket_number
     sent = deliver(app, sink)
@@ -557,29 +671,37 @@ def _ack_of(app: Any, sink: Any, subject: str, sender: str = GUEST) -> tuple[str
 
 
 def _reply(msg_id: str, to_addr: str, subject: str, extra: str = "", body: str = "Thanks") -> bytes:
-    return (f"From: Gina <{GUEST}>\r\nTo: {to_addr}\r\nSubject: {subject}\r\n"
-            f"Message-ID: <{msg_id}@guest.test>\r\n{extra}\r\n{body}\r\n").encode()
+    return (
+        f"From: Gina <{GUEST}>\r\nTo: {to_addr}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{msg_id}@guest.test>\r\n{extra}\r\n{body}\r\n"
+    ).encode()
 
 
-@pytest.mark.parametrize("variant", ["in_reply_to", "references", "subject_edited",
-                                     "token_only", "quoted"])
-def test_reply_to_notification_lands_on_its_ticket(
-    smtp_app: Any, sink: Any, variant: str
-) -> None:
+@pytest.mark.parametrize(
+    "variant", ["in_reply_to", "references", "subject_edited", "token_only", "quoted"]
+)
+def test_reply_to_notification_lands_on_its_ticket(smtp_app: Any, sink: Any, variant: str) -> None:
     first, _ = _ack_of(smtp_app, sink, "First problem", "hank@guest.test")
     second, ack = _ack_of(smtp_app, sink, "Second problem")
     ours = str(ack.msg["Message-ID"])
     reply_to = str(ack.msg["Reply-To"]).rpartition("<")[2].rstrip(">")
-    quoted = "\r\n".join(f"> {line}" for line in
-                         ack.msg.get_body(("plain",)).get_content().splitlines())
+    quoted = "\r\n".join(
+        f"> {line}" for line in ack.msg.get_body(("plain",)).get_content().splitlines()
+    )
     raw = {
         "in_reply_to": _reply("r1", SUPPORT, "Re: whatever", f"In-Reply-To: {ours}\r\n"),
         "references": _reply("r2", SUPPORT, "Re: whatever", f"References: <x@y.test> {ours}\r\n"),
-        "subject_edited": _reply("r3", SUPPORT, f"Re: [Ticket #{first}] oops",
-                                 f"In-Reply-To: {ours}\r\n"),
+        "subject_edited": _reply(
+            "r3", SUPPORT, f"Re: [Ticket #{first}] oops", f"In-Reply-To: {ours}\r\n"
+        ),
         "token_only": _reply("r4", reply_to, "New words"),
-        "quoted": _reply("r5", SUPPORT, str(ack.msg["Subject"]), f"In-Reply-To: {ours}\r\n",
-                         f"Fixed now.\r\n\r\nOn Monday you wrote:\r\n{quoted}"),
+        "quoted": _reply(
+            "r5",
+            SUPPORT,
+            str(ack.msg["Subject"]),
+            f"In-Reply-To: {ours}\r\n",
+            f"Fixed now.\r\n\r\nOn Monday you wrote:\r\n{quoted}",
+        ),
     }[variant]
     decision = accept_message(smtp_app, raw, Envelope("smtp", GUEST, (SUPPORT,)))
     assert (decision.outcome, decision.ticket_number) == ("reply", second)
@@ -588,9 +710,22 @@ def test_reply_to_notification_lands_on_its_ticket(
 # --- header injection ---------------------------------------------------------------------
 
 EXPECTED_HEADERS = {
-    "from", "to", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
-    "thread-topic", "thread-index", "auto-submitted", "x-auto-response-suppress",
-    "x-ticketd-loop", "x-ticketd-event", "mime-version", "content-type",
+    "from",
+    "to",
+    "reply-to",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "thread-topic",
+    "thread-index",
+    "auto-submitted",
+    "x-auto-response-suppress",
+    "x-ticketd-loop",
+    "x-ticketd-event",
+    "mime-version",
+    "content-type",
 }
 HOSTILE_SUBJECTS = [
     b"=?utf-8?q?x=0D=0ABcc:_evil@x.test?=",
@@ -605,17 +740,22 @@ HOSTILE_SUBJECTS = [
 def test_hostile_subject_and_name_never_add_or_split_a_header(
     smtp_app: Any, sink: Any, subject: bytes
 ) -> None:
-    raw = (b"From: =?utf-8?q?Eve=0D=0ABcc:_evil?= <eve@guest.test>\r\n"
-           b"To: support@example.com\r\nSubject: " + subject + b"\r\n"
-           b"Message-ID: <hostile@guest.test>\r\n\r\nHi\r\n")
+    raw = (
+        b"From: =?utf-8?q?Eve=0D=0ABcc:_evil?= <eve@guest.test>\r\n"
+        b"To: support@example.com\r\nSubject: " + subject + b"\r\n"
+        b"Message-ID: <hostile@guest.test>\r\n\r\nHi\r\n"
+    )
     decision = accept_message(smtp_app, raw, Envelope("smtp", "eve@guest.test", (SUPPORT,)))
     assert decision.outcome == "new_ticket"
     sent = deliver(smtp_app, sink)
     assert to(sent) == {"eve@guest.test", "alice@example.com", "bob@example.com"}
     for item in sent:
         head = item.raw.split(b"\r\n\r\n", 1)[0]
-        names = [line.split(b":", 1)[0].decode().lower()
-                 for line in head.split(b"\r\n") if line[:1] not in (b" ", b"\t")]
+        names = [
+            line.split(b":", 1)[0].decode().lower()
+            for line in head.split(b"\r\n")
+            if line[:1] not in (b" ", b"\t")
+        ]
         assert set(names) == EXPECTED_HEADERS
         assert len(names) == len(EXPECTED_HEADERS)
         assert all(len(line) <= 998 for line in head.split(b"\r\n"))
@@ -628,8 +768,10 @@ def test_hostile_subject_and_name_never_add_or_split_a_header(
 
 @pytest.mark.xfail(reason="mailgate/parse.py takes the address from a decoded display name")
 def test_encoded_display_name_cannot_change_the_requester(smtp_app: Any) -> None:
-    raw = (b"From: =?utf-8?q?Eve_Bcc:_evil@x.test?= <eve@guest.test>\r\n"
-           b"To: support@example.com\r\nSubject: Hi\r\n\r\nHi\r\n")
+    raw = (
+        b"From: =?utf-8?q?Eve_Bcc:_evil@x.test?= <eve@guest.test>\r\n"
+        b"To: support@example.com\r\nSubject: Hi\r\n\r\nHi\r\n"
+    )
     accept_message(smtp_app, raw, Envelope("smtp", "eve@guest.test", (SUPPORT,)))
     with smtp_app.uow() as uow:
         assert [t.requester_email for t in uow.tickets()] == ["eve@guest.test"]
@@ -665,19 +807,27 @@ def _auto_reply(item: Sent, marker: str, target: str) -> tuple[bytes, Envelope]:
         "reply_to": str(item.msg["Reply-To"]).rpartition("<")[2].rstrip(">"),
         "from": SUPPORT,
     }[target]
-    raw = (f"From: <{item.rcpt}>\r\nTo: <{address}>\r\n"
-           f"Subject: Automatic reply: {item.msg['Subject']}\r\n"
-           f"In-Reply-To: {item.msg['Message-ID']}\r\n{marker}\r\n"
-           f"Message-ID: <auto-{abs(hash(item.raw))}@{item.rcpt.partition('@')[2]}>\r\n"
-           f"\r\nI am away until Monday.\r\n").encode()
+    raw = (
+        f"From: <{item.rcpt}>\r\nTo: <{address}>\r\n"
+        f"Subject: Automatic reply: {item.msg['Subject']}\r\n"
+        f"In-Reply-To: {item.msg['Message-ID']}\r\n{marker}\r\n"
+        f"Message-ID: <auto-{abs(hash(item.raw))}@{item.rcpt.partition('@')[2]}>\r\n"
+        f"\r\nI am away until Monday.\r\n"
+    ).encode()
     return raw, Envelope("smtp", item.rcpt, (address,))
 
 
 @pytest.mark.parametrize("target", ["return_path", "reply_to", "from"])
-@pytest.mark.parametrize("marker", [
-    "Auto-Submitted: auto-replied", "X-Autoreply: yes", "Precedence: auto_reply",
-    "X-Auto-Response-Suppress: All", "X-Ticketd-Loop: support@example.com",
-])
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "Auto-Submitted: auto-replied",
+        "X-Autoreply: yes",
+        "Precedence: auto_reply",
+        "X-Auto-Response-Suppress: All",
+        "X-Ticketd-Loop: support@example.com",
+    ],
+)
 def test_autoresponder_loop_stops_by_itself(
     smtp_app: Any, sink: Any, marker: str, target: str
 ) -> None:
@@ -725,8 +875,13 @@ def test_bounce_storm_stops_by_itself_and_suppresses(
                 to_guest += 1
                 decision = accept_message(smtp_app, *_dsn(item))
                 assert (decision.outcome, decision.reason) == ("blocked", "bounce")
-        change(smtp_app, number, lambda uow, t, n=round_number: admin_reply(
-            uow, t, admin(uow, "alice"), f"Reply {n}", smtp_app.policy, utcnow()))
+        change(
+            smtp_app,
+            number,
+            lambda uow, t, n=round_number: admin_reply(
+                uow, t, admin(uow, "alice"), f"Reply {n}", smtp_app.policy, utcnow()
+            ),
+        )
     assert to_guest == smtp_app.settings.outbound.bounce_suppress_after
     with smtp_app.uow() as uow:
         suppression = uow.suppression(GUEST)
@@ -741,7 +896,10 @@ def _cli(app: Any, *args: str) -> str:
     ticketd = Path(sys.executable).parent / "ticketd"
     done = subprocess.run(
         [str(ticketd), "--config", app.settings.source, *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -782,17 +940,33 @@ def test_kill_9_while_sending_delivers_each_notification_once(smtp_app: Any, sin
 
     number = settled(smtp_app, sink)
     cc = [f"c{i}@cc.test" for i in range(499)]
-    change(smtp_app, number, lambda uow, t: update_ticket(
-        uow, t, admin(uow, "alice"), OptionChanges(cc=cc), smtp_app.policy, utcnow()))
-    change(smtp_app, number, lambda uow, t: admin_reply(
-        uow, t, admin(uow, "alice"), "To everyone", smtp_app.policy, utcnow()))
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: update_ticket(
+            uow, t, admin(uow, "alice"), OptionChanges(cc=cc), smtp_app.policy, utcnow()
+        ),
+    )
+    change(
+        smtp_app,
+        number,
+        lambda uow, t: admin_reply(
+            uow, t, admin(uow, "alice"), "To everyone", smtp_app.policy, utcnow()
+        ),
+    )
     with smtp_app.uow() as uow:
         expected = {i.mail_message_id for i in uow.outbox_items("queued")}
     assert len(expected) == 500
     config = Path(smtp_app.settings.source)
-    config.write_text(config.read_text().replace('transport = "maildir"', (
-        f'transport = "smtp"\nsmtp_host = "127.0.0.1"\nsmtp_port = {sink.port}\n'
-        "claim_seconds = 2\nbatch_size = 20")))
+    config.write_text(
+        config.read_text().replace(
+            'transport = "maildir"',
+            (
+                f'transport = "smtp"\nsmtp_host = "127.0.0.1"\nsmtp_port = {sink.port}\n'
+                "claim_seconds = 2\nbatch_size = 20"
+            ),
+        )
+    )
     ticketd = str(Path(sys.executable).parent / "ticketd")
     sender = subprocess.Popen([ticketd, "--config", str(config), "outbox", "send", "--once"])
     received: list[bytes] = []
@@ -805,8 +979,13 @@ def test_kill_9_while_sending_delivers_each_notification_once(smtp_app: Any, sin
     received += [raw for _, _, raw in sink.handler_obj.take()]
     assert 150 <= len(received) < 500
     time.sleep(2.5)
-    done = subprocess.run([ticketd, "--config", str(config), "outbox", "send", "--once"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [ticketd, "--config", str(config), "outbox", "send", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     received += [raw for _, _, raw in sink.handler_obj.take()]
     ids = [email.message_from_bytes(r)["Message-ID"].strip("<>") for r in received]

@@ -148,8 +148,9 @@ print(json.dumps(numbers))
 
 @pytest.mark.slow
 def test_concurrent_processes_get_unique_numbers(tmp_path: Path, postgres_url: str) -> None:
-    processes, each = 8, 20
-    config = _config(tmp_path, postgres_url, "%n%n%n")
+    # 80 tickets from 100 numbers: draws of the same free number at once are common.
+    processes, each = 8, 10
+    config = _config(tmp_path, postgres_url, "%n%n")
     app = App(load_settings(config))
     try:
         app.init()
@@ -171,7 +172,7 @@ def test_concurrent_processes_get_unique_numbers(tmp_path: Path, postgres_url: s
         numbers = [n for out, _ in results for n in json.loads(out)]
         assert len(numbers) == processes * each
         assert len(set(numbers)) == len(numbers)
-        assert all(re.fullmatch(r"\d{3}", n) for n in numbers)
+        assert all(re.fullmatch(r"\d{2}", n) for n in numbers)
         assert _issued(app) == set(numbers)
         with app.engine.connect() as connection:
             stored = list(connection.scalars(select(tables.tickets.c.number)))

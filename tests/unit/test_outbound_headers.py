@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from core.model import Ticket
 from mailgate.headers import clean_header_text, format_address, safe_headers
-from mailgate.outbound import backoff, build_message
 from mailgate.notify import thread_index
+from mailgate.outbound import backoff, build_message
 
 HOSTILE = [
     "plain",
@@ -42,8 +42,12 @@ def payload(subject: str, name: str) -> dict[str, Any]:
         ("Message-ID", "<ticketd.abc@example.com>"),
         ("Auto-Submitted", "auto-generated"),
     ]
-    return {"headers": safe_headers(headers), "text": "Hi\n", "html": "<p>Hi</p>",
-            "attachments": []}
+    return {
+        "headers": safe_headers(headers),
+        "text": "Hi\n",
+        "html": "<p>Hi</p>",
+        "attachments": [],
+    }
 
 
 def header_names(raw: bytes) -> list[str]:
@@ -55,8 +59,7 @@ def header_names(raw: bytes) -> list[str]:
     ]
 
 
-EXPECTED = ["from", "to", "subject", "message-id", "auto-submitted", "content-type",
-            "mime-version"]
+EXPECTED = ["from", "to", "subject", "message-id", "auto-submitted", "content-type", "mime-version"]
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -91,8 +94,9 @@ def test_thread_index_is_22_plus_5_bytes_with_a_stable_root() -> None:
     import base64
 
     created = datetime(2026, 1, 1, tzinfo=UTC)
-    ticket = Ticket("123456", "s", "Open", "Medium", 1, "g@x.test", "G", created, created,
-                    created, id=7)
+    ticket = Ticket(
+        "123456", "s", "Open", "Medium", 1, "g@x.test", "G", created, created, created, id=7
+    )
     first = base64.b64decode(thread_index(ticket, created + timedelta(hours=1)))
     second = base64.b64decode(thread_index(ticket, created + timedelta(days=2)))
     assert len(first) == len(second) == 27

@@ -70,8 +70,13 @@ def test_every_row_names_a_template_for_each_side_it_mails() -> None:
 def test_ticket_opened_everyone_but_users_who_opted_out() -> None:
     found = emails("ticket_opened", parties())
     assert found == {
-        "alice@example.com", "bob@example.com", "olga@acme.test", "ulla@acme.test",
-        "cora@acme.test", "carl@cc.test", "gina@guest.test",
+        "alice@example.com",
+        "bob@example.com",
+        "olga@acme.test",
+        "ulla@acme.test",
+        "cora@acme.test",
+        "carl@cc.test",
+        "gina@guest.test",
     }
 
 
@@ -87,9 +92,7 @@ def test_client_reply_department_only_when_nobody_flagged() -> None:
 
 
 def test_client_reply_author_not_mailed() -> None:
-    assert emails("client_reply", parties(actor_email="BOB@example.com")) == {
-        "alice@example.com"
-    }
+    assert emails("client_reply", parties(actor_email="BOB@example.com")) == {"alice@example.com"}
 
 
 def test_actor_admin_not_mailed_about_own_action() -> None:
@@ -124,3 +127,8 @@ def test_client_only_rows_never_reach_admins() -> None:
 def test_mentions_once_each_and_only_visible_admins(mentioned: tuple[Person, ...]) -> None:
     found = routing.mention_recipients(mentioned, parties(actor_admin_id=1))
     assert [r.email for r in found] == ["bob@example.com"]
+
+
+def test_unusable_addresses_are_never_mailed() -> None:
+    found = parties(requester=Person("xxxxx@xxxxx", "X"), cc=(Person("a\r\nb@x.test", ""),))
+    assert {"xxxxx@xxxxx", "a\r\nb@x.test"}.isdisjoint(emails("admin_reply", found))
