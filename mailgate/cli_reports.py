@@ -70,21 +70,11 @@ def _read_body(name: str) -> str:
 
 def kb_list(args: argparse.Namespace) -> int:
     with ready_app(args).uow() as uow:
-        rows = [
-            {
-                "id": a.id,
-                "title": a.title,
-                "tags": knowledgebase.article_tags(a),
-                "body": a.body,
-            }
-            for a in uow.kb_articles()
-        ]
+        rows = [(a.id, a.title, knowledgebase.article_tags(a), a.body) for a in uow.kb_articles()]
     if args.json:
-        emit_json(rows)
+        emit_json([{"id": i, "title": t, "tags": tags, "body": b} for i, t, tags, b in rows])
     else:
-        emit_table(
-            ("ID", "TITLE", "TAGS"), [(r["id"], r["title"], ", ".join(r["tags"])) for r in rows]
-        )
+        emit_table(("ID", "TITLE", "TAGS"), [(i, t, ", ".join(tags)) for i, t, tags, _ in rows])
     return 0
 
 

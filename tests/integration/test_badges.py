@@ -35,46 +35,43 @@ def accounts(app: Any) -> dict[str, int]:
     return {"acme": acme.id, "globex": globex.id}
 
 
-@pytest.mark.parametrize(
-    ("email", "badge"),
-    [
-        ("owner@acme.test", "owner"),
-        ("OWNER@acme.test", "owner"),
-        ("user@acme.test", "authorized_user"),
-        ("contact@acme.test", "sub_account"),
-        ("reg@else.test", "registered_user"),
-        ("gus@globex.test", "registered_user"),
-        ("nobody@nowhere.test", "guest"),
-        ("alice@example.com", "guest"),
-        ("shared@both.test", "authorized_user"),
-    ],
-)
-def test_the_badge_on_a_ticket_of_an_account(
-    app: Any, accounts: dict[str, int], email: str, badge: str
-) -> None:
-    with app.uow() as uow:
-        role = sender_role(uow, email, accounts["acme"])
-    assert (role.badge, role.client_id) == (badge, accounts["acme"])
+ON_ACME_TICKET = {
+    "owner@acme.test": "owner",
+    "OWNER@acme.test": "owner",
+    "user@acme.test": "authorized_user",
+    "contact@acme.test": "sub_account",
+    "reg@else.test": "registered_user",
+    "gus@globex.test": "registered_user",
+    "nobody@nowhere.test": "guest",
+    "alice@example.com": "guest",
+    "shared@both.test": "authorized_user",
+}
+ON_NEW_TICKET = {
+    "owner@acme.test": ("owner", "acme"),
+    "user@acme.test": ("authorized_user", "acme"),
+    "contact@acme.test": ("sub_account", "acme"),
+    "gus@globex.test": ("owner", "globex"),
+    "reg@else.test": ("registered_user", None),
+    "nobody@nowhere.test": ("guest", None),
+    "shared@both.test": ("guest", None),
+}
 
 
-@pytest.mark.parametrize(
-    ("email", "badge", "account"),
-    [
-        ("owner@acme.test", "owner", "acme"),
-        ("user@acme.test", "authorized_user", "acme"),
-        ("contact@acme.test", "sub_account", "acme"),
-        ("gus@globex.test", "owner", "globex"),
-        ("reg@else.test", "registered_user", None),
-        ("nobody@nowhere.test", "guest", None),
-        ("shared@both.test", "guest", None),
-    ],
-)
-def test_the_badge_and_account_of_a_new_ticket(
-    app: Any, accounts: dict[str, int], email: str, badge: str, account: str | None
-) -> None:
+def test_the_badge_on_a_ticket_of_an_account(app: Any, accounts: dict[str, int]) -> None:
     with app.uow() as uow:
-        role = sender_role(uow, email, None)
-    assert (role.badge, role.client_id) == (badge, accounts[account] if account else None)
+        found = {email: sender_role(uow, email, accounts["acme"]) for email in ON_ACME_TICKET}
+    assert {email: role.badge for email, role in found.items()} == ON_ACME_TICKET
+    assert {role.client_id for role in found.values()} == {accounts["acme"]}
+
+
+def test_the_badge_and_account_of_a_new_ticket(app: Any, accounts: dict[str, int]) -> None:
+    with app.uow() as uow:
+        found = {email: sender_role(uow, email, None) for email in ON_NEW_TICKET}
+    expected = {
+        email: (badge, accounts[account] if account else None)
+        for email, (badge, account) in ON_NEW_TICKET.items()
+    }
+    assert {email: (role.badge, role.client_id) for email, role in found.items()} == expected
 
 
 def test_operator_only_when_the_caller_says_so(app: Any, accounts: dict[str, int]) -> None:

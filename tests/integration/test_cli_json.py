@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import _create_database, _drop_database, _server_url, run_cli, run_pipe, write_config
 
 ATTACHMENT = b"printer log line 1\nprinter log line 2\n"
@@ -85,22 +84,65 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def desk(tmp_path_factory: pytest.TempPathFactory, database: str) -> Desk:
     config = write_config(tmp_path_factory.mktemp("desk"), database)
     _ok(run_cli(config, "init"))
-    client_id = int(_ok(run_cli(config, "client", "add", "--name", "Dana Client", "--email",
-                                "dana@client.test")))
+    client_id = int(
+        _ok(
+            run_cli(config, "client", "add", "--name", "Dana Client", "--email", "dana@client.test")
+        )
+    )
     _ok(run_pipe(config, WITH_ATTACHMENT))
     _ok(run_pipe(config, AUTO_REPLY))
     [opened] = _json(config, "ticket", "list")
     number = opened["number"]
-    reply_id = _ok(run_cli(config, "ticket", "reply", number, "--admin", "alice", "--body",
-                           "The fire brigade is on its way."))
+    reply_id = _ok(
+        run_cli(
+            config,
+            "ticket",
+            "reply",
+            number,
+            "--admin",
+            "alice",
+            "--body",
+            "The fire brigade is on its way.",
+        )
+    )
     _ok(run_cli(config, "ticket", "rate", number, reply_id, "4"))
     _ok(run_cli(config, "ticket", "note", number, "--admin", "bob", "--body", "@alice look"))
-    _ok(run_cli(config, "ticket", "update", number, "--admin", "alice", "--flag", "alice",
-                "--add-tag", "hardware", "--cc", "boss@client.test", "--priority", "High"))
+    _ok(
+        run_cli(
+            config,
+            "ticket",
+            "update",
+            number,
+            "--admin",
+            "alice",
+            "--flag",
+            "alice",
+            "--add-tag",
+            "hardware",
+            "--cc",
+            "boss@client.test",
+            "--priority",
+            "High",
+        )
+    )
     _ok(run_cli(config, "ticket", "watch", number, "--admin", "bob"))
-    guest_number = _ok(run_cli(config, "ticket", "open", "--department", "sales@example.com",
-                               "--from", "guest@else.test", "--name", "Gina Guest",
-                               "--subject", "Price list", "--body", "Send prices please."))
+    guest_number = _ok(
+        run_cli(
+            config,
+            "ticket",
+            "open",
+            "--department",
+            "sales@example.com",
+            "--from",
+            "guest@else.test",
+            "--name",
+            "Gina Guest",
+            "--subject",
+            "Price list",
+            "--body",
+            "Send prices please.",
+        )
+    )
     return Desk(config, client_id, number, guest_number)
 
 
@@ -121,14 +163,34 @@ def _types(document: dict[str, Any], expected: dict[str, Any]) -> None:
 
 
 TICKET_FIELDS: dict[str, Any] = {
-    "number": str, "subject": str, "status": str, "priority": str, "department": str,
-    "client_id": (int, type(None)), "requester": dict, "cc": list, "tags": list,
-    "flagged_to": (str, type(None)), "watchers": list, "merged_into": (str, type(None)),
-    "version": int, "created_at": "iso", "last_reply_at": "iso", "messages": list, "log": list,
+    "number": str,
+    "subject": str,
+    "status": str,
+    "priority": str,
+    "department": str,
+    "client_id": (int, type(None)),
+    "requester": dict,
+    "cc": list,
+    "tags": list,
+    "flagged_to": (str, type(None)),
+    "watchers": list,
+    "merged_into": (str, type(None)),
+    "version": int,
+    "created_at": "iso",
+    "last_reply_at": "iso",
+    "messages": list,
+    "log": list,
 }
 MESSAGE_FIELDS: dict[str, Any] = {
-    "id": int, "kind": str, "author_email": str, "author_name": str, "badge": str,
-    "body": str, "created_at": "iso", "rating": (int, type(None)), "attachments": list,
+    "id": int,
+    "kind": str,
+    "author_email": str,
+    "author_name": str,
+    "badge": str,
+    "body": str,
+    "created_at": "iso",
+    "rating": (int, type(None)),
+    "attachments": list,
 }
 
 
@@ -150,7 +212,9 @@ def test_ticket_show_json(desk: Desk) -> None:
     for message in doc["messages"]:
         _types(message, MESSAGE_FIELDS)
     assert (first["kind"], first["badge"], first["author_email"]) == (
-        "reply", "owner", "dana@client.test",
+        "reply",
+        "owner",
+        "dana@client.test",
     )
     assert first["author_name"] == "Dana Client" and "on fire" in first["body"]
     assert first["rating"] is None
@@ -184,8 +248,16 @@ def test_ticket_list_json(desk: Desk) -> None:
     rows = _json(desk.config, "ticket", "list")
     assert isinstance(rows, list)
     assert [r["number"] for r in rows] == [desk.guest_number, desk.number]  # newest first
-    fields = ("number", "subject", "status", "priority", "department", "last_reply_at",
-              "flagged_to", "version")
+    fields = (
+        "number",
+        "subject",
+        "status",
+        "priority",
+        "department",
+        "last_reply_at",
+        "flagged_to",
+        "version",
+    )
     for row in rows:
         _types(row, {k: TICKET_FIELDS[k] for k in fields})
     assert rows[1]["flagged_to"] == "alice" and rows[0]["flagged_to"] is None
@@ -197,9 +269,19 @@ def test_importlog_list_json(desk: Desk) -> None:
     by_outcome = {r["outcome"]: r for r in rows}
     assert set(by_outcome) == {"new_ticket", "blocked"}
     for row in rows:
-        _types(row, {"id": int, "received_at": "iso", "from": str, "subject": str,
-                     "message_id": (str, type(None)), "outcome": str,
-                     "reason": (str, type(None)), "ticket": (str, type(None))})
+        _types(
+            row,
+            {
+                "id": int,
+                "received_at": "iso",
+                "from": str,
+                "subject": str,
+                "message_id": (str, type(None)),
+                "outcome": str,
+                "reason": (str, type(None)),
+                "ticket": (str, type(None)),
+            },
+        )
         assert "to" in row
     created, blocked = by_outcome["new_ticket"], by_outcome["blocked"]
     assert (created["reason"], created["ticket"]) == (None, desk.number)

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import BASE_CONFIG, TICKETD, write_config
+
 from core.errors import ConfigError
 from mailgate.settings import load_settings
 
@@ -190,7 +190,9 @@ def test_check_config_passes_and_says_what_it_checked(tmp_path: Path, database_u
     assert not (tmp_path / "etc" / "var").exists()
 
 
-def test_secrets_from_environment_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_from_environment_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secrets = tmp_path / "etc" / "secrets"
     secrets.mkdir(parents=True)
     (secrets / "db.pw").write_text("s3cret\n", encoding="utf-8")

@@ -143,7 +143,8 @@ def test_corpus_by_smtp_gives_the_same_state_as_by_pipe(
     try:
         with smtplib.SMTP("127.0.0.1", running.port, timeout=30) as client:
             for entry in MESSAGES:
-                client.sendmail("corpus@client.test", [DEPARTMENT], _raw(entry))
+                wire = re.sub(rb"\r?\n", b"\r\n", _raw(entry))  # SMTP lines end in CRLF
+                client.sendmail("corpus@client.test", [DEPARTMENT], wire)
     finally:
         running.stop()
     assert _state(other) == _state(app)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_cli
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from conftest import run_cli
 from storage import tables
 from storage.engine import make_engine
 from storage.schema import differences, upgrade
@@ -77,7 +77,10 @@ def test_sqlite_connections_are_durable(tmp_path: Path) -> None:
                 for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
             }
         assert pragma == {
-            "journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 1234,
+            "journal_mode": "wal",
+            "synchronous": 2,
+            "foreign_keys": 1,
+            "busy_timeout": 1234,
         }
         upgrade(engine)
         with pytest.raises(IntegrityError), engine.begin() as connection:

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO, run_cli, write_config
 from sqlalchemy import select
 
-from conftest import REPO, run_cli, write_config
 from mailgate.app import App
 from mailgate.settings import load_settings
 from storage import tables
@@ -29,8 +29,19 @@ def _config(folder: Path, url: str, mask: str) -> Path:
 
 
 def _open(config: Path, subject: str = "Help") -> subprocess.CompletedProcess[str]:
-    return run_cli(config, "ticket", "open", "--department", "support@example.com",
-                   "--from", "dana@client.test", "--subject", subject, "--body", "Please.")
+    return run_cli(
+        config,
+        "ticket",
+        "open",
+        "--department",
+        "support@example.com",
+        "--from",
+        "dana@client.test",
+        "--subject",
+        subject,
+        "--body",
+        "Please.",
+    )
 
 
 def _issued(app: App) -> set[str]:
@@ -158,7 +169,10 @@ def test_concurrent_processes_get_unique_numbers(tmp_path: Path, postgres_url: s
         workers = [
             subprocess.Popen(
                 [sys.executable, "-c", WORKER, str(config), str(each), str(go)],
-                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for _ in range(processes)
         ]
@@ -167,7 +181,7 @@ def test_concurrent_processes_get_unique_numbers(tmp_path: Path, postgres_url: s
             assert worker.stdout.readline() == "ready\n", worker.communicate()[1]
         go.touch()
         results: list[Any] = [w.communicate(timeout=120) for w in workers]
-        for worker, (out, err) in zip(workers, results, strict=True):
+        for worker, (_out, err) in zip(workers, results, strict=True):
             assert worker.returncode == 0, err
         numbers = [n for out, _ in results for n in json.loads(out)]
         assert len(numbers) == processes * each

@@ -48,10 +48,11 @@ def test_custom_loop_header_name() -> None:
 @pytest.mark.parametrize(
     ("message_id", "expected"),
     [
-        ("t123@support.example.com", "loop"),
-        ("t123@mx.support.example.com", "loop"),
-        ("t123@notsupport.example.com", None),
-        ("t123@customer.example", None),
+        ("ticketd.t123@support.example.com", "loop"),
+        ("ticketd.t123@mx.support.example.com", "loop"),
+        ("t123@support.example.com", None),
+        ("ticketd.t123@notsupport.example.com", None),
+        ("ticketd.t123@customer.example", None),
     ],
 )
 def test_own_message_id_domain_is_a_loop(message_id: str, expected: str | None) -> None:
