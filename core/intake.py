@@ -18,6 +18,7 @@ from core.classify import classify_mail
 from core.mail import Attachment, InboundMail
 from core.matching import Match, match_ticket, resolve
 from core.model import Admin, ImportRecord, Message, ReceivedKey, ThreadLink, Ticket
+from core.notifications import note_bounce
 from core.policy import Policy
 from core.ports import UnitOfWork
 from core.ticketing import NewTicket, admin_reply, client_reply, open_ticket, reopens
@@ -145,6 +146,10 @@ def _screen(intake: _Intake) -> str | None:
         if mail.bounce is not None and mail.bounce.failed_recipients:
             failed = ", ".join(mail.bounce.failed_recipients)
             intake.trace.append(f"classify: failed recipients {failed}")
+        if found.reason == "bounce":
+            item = note_bounce(uow, mail, _recipients(intake), intake.now)
+            if item is not None:
+                intake.trace.append(f"bounce: reports on our notification {item.mail_message_id}")
         return found.reason
     intake.trace.append("classify: written by a person")
     if not intake.sender:

@@ -119,6 +119,9 @@ def split_ticket(
     log(new, actor, "split", f"from {ticket.number}", now)
     uow.add(new)
     uow.flush()
+    assert ticket.id is not None and new.id is not None
+    moved_ids = [m.mail_message_id for m in chosen if m.mail_message_id]
+    uow.move_thread_links(ticket.id, new.id, moved_ids)
     log(ticket, actor, "split", f"{len(chosen)} message(s) moved to {new.number}", now)
     if notify:
         assert new.id is not None and first.id is not None

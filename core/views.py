@@ -66,7 +66,8 @@ def ticket_summary(uow: UnitOfWork, ticket: Ticket) -> dict[str, Any]:
 def ticket_document(
     uow: UnitOfWork, ticket: Ticket, include_notes: bool = True
 ) -> dict[str, Any]:
-    """The whole ticket; `include_notes=False` is what a client may see."""
+    """The whole ticket; `include_notes=False` is what a client may see (no notes,
+    no internal log, watchers or blocked replies)."""
     assert ticket.id is not None
     merged = uow.ticket(ticket.merged_into_id) if ticket.merged_into_id else None
     document = ticket_summary(uow, ticket)
@@ -95,6 +96,9 @@ def ticket_document(
             if r.reason in ("not_authorized", "ticket_closed")
         ],
     }
+    if not include_notes:
+        for internal in ("log", "blocked_replies", "watchers"):
+            document[internal] = []
     return document
 
 

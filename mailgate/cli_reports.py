@@ -12,17 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core import knowledgebase, reports, ticketing
-from core.actors import Actor
+from core import knowledgebase, reports
 from core.errors import UsageError
-from mailgate.app import utcnow
 from mailgate.commands import emit_json, emit_table, ready_app
 
 Command = Callable[..., argparse.ArgumentParser]
 
 
 def add_report_commands(sub: Any, cmd: Command) -> None:
-    """Register `kb`, `report` and `ticket feedback` (after the ticket commands exist)."""
+    """Register `kb` and `report`."""
     parser_class = type(sub.choices["ticket"])
     kb = sub.add_parser("kb", help="knowledgebase articles").add_subparsers(
         dest="kb_command", required=True, parser_class=parser_class
@@ -38,15 +36,6 @@ def add_report_commands(sub: Any, cmd: Command) -> None:
     )
     cmd(report, "feedback", report_feedback, "feedback scores per admin and department", True)
     cmd(report, "ratings", report_ratings, "reply ratings per admin and department", True)
-    p = cmd(_subcommands(sub.choices["ticket"]), "feedback", ticket_feedback, "record feedback")
-    p.add_argument("number")
-    p.add_argument("--score", type=int, required=True, help="1 (poor) to 10 (excellent)")
-    p.add_argument("--comment", default="")
-
-
-def _subcommands(parser: argparse.ArgumentParser) -> Any:
-    """The subcommand table of an existing parser (argparse offers no public getter)."""
-    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def kb_add(args: argparse.Namespace) -> int:
@@ -124,14 +113,3 @@ def _print_report(report: reports.Report, title: str) -> None:
             (heading, "COUNT", "AVERAGE"), [(s.name, s.count, f"{s.average:.2f}") for s in scores]
         )
         sys.stdout.write("\n")
-
-
-def ticket_feedback(args: argparse.Namespace) -> int:
-    app = ready_app(args)
-    with app.uow() as uow:
-        ticket = ticketing.load_ticket(uow, args.number)
-        author = Actor(ticket.requester_email, ticket.requester_name)
-        reports.record_feedback(uow, ticket, author, args.score, args.comment, utcnow())
-        app.finish(uow)
-    print(f"feedback {args.score} recorded on {ticket.number}")
-    return 0

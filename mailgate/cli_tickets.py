@@ -12,6 +12,7 @@ from core import options, restructure, ticketing
 from core.actors import Actor
 from core.errors import NotFound, UsageError
 from core.model import Ticket
+from core.reports import record_feedback
 from core.views import ticket_document, ticket_summary
 from mailgate.app import App, utcnow
 from mailgate.commands import emit_json, emit_table, parse_ids, ready_app
@@ -90,6 +91,10 @@ def add_ticket_commands(sub: Any, cmd: Command) -> None:
     p.add_argument("number")
     p.add_argument("message_id", type=int)
     p.add_argument("rating", type=int)
+    p = cmd(tsub, "feedback", ticket_feedback, "record a client's feedback on a closed ticket")
+    p.add_argument("number")
+    p.add_argument("--score", type=int, required=True, help="1 (poor) to 10 (excellent)")
+    p.add_argument("--comment", default="")
     p = cmd(tsub, "bill", ticket_bill, "add a billable item")
     _admin_args(p, version=False)
     p.add_argument("--description", required=True)
@@ -339,3 +344,14 @@ def ticket_bill(args: argparse.Namespace) -> int:
             uow, ticket, actor, args.description, args.amount, args.invoice_action, utcnow()
         )
         return _done(app, uow, str(item.id))
+
+
+def ticket_feedback(args: argparse.Namespace) -> int:
+    app = ready_app(args)
+    with app.uow() as uow:
+        ticket = ticketing.load_ticket(uow, args.number)
+        author = Actor(ticket.requester_email, ticket.requester_name)
+        record_feedback(uow, ticket, author, args.score, args.comment, utcnow())
+        app.finish(uow)
+    print(f"feedback {args.score} recorded on {ticket.number}")
+    return 0

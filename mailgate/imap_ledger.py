@@ -105,9 +105,14 @@ class MailboxLock:
         engine = create_engine(self.app.engine.url, poolclass=NullPool)
         try:
             connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except SQLAlchemyError as err:
+            raise TransientError(f"database unavailable: {err}") from err
+        try:
             query = text("SELECT pg_try_advisory_lock(:id)")
             granted = bool(connection.execute(query, {"id": self.lock_id}).scalar())
         except SQLAlchemyError as err:
+            connection.invalidate()
+            connection.close()
             raise TransientError(f"database unavailable: {err}") from err
         if not granted:
             connection.close()

@@ -188,11 +188,15 @@ class SqlUnitOfWork:
         )
         return [row[0] for row in rows]
 
-    def move_thread_links(self, from_ticket: int, to_ticket: int) -> None:
+    def move_thread_links(
+        self, from_ticket: int, to_ticket: int, mail_ids: Sequence[str] | None = None
+    ) -> None:
+        """Point a ticket's Message-IDs (all, or only `mail_ids`) at another ticket."""
         links = tables.thread_links
-        self.session.execute(
-            links.update().where(links.c.ticket_id == from_ticket).values(ticket_id=to_ticket)
-        )
+        query = links.update().where(links.c.ticket_id == from_ticket)
+        if mail_ids is not None:
+            query = query.where(links.c.mail_message_id.in_(list(mail_ids)))
+        self.session.execute(query.values(ticket_id=to_ticket))
 
     # directory
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,11 @@ from typing import Any
 
 import pytest
 from conftest import _create_database, _drop_database, _server_url, run_cli, run_pipe, write_config
+from sqlalchemy import select
+
+from mailgate.app import App
+from mailgate.settings import load_settings
+from storage import tables
 
 ATTACHMENT = b"printer log line 1\nprinter log line 2\n"
 WITH_ATTACHMENT = (
@@ -81,69 +87,33 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def desk(tmp_path_factory: pytest.TempPathFactory, database: str) -> Desk:
+def desk(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[Desk]:
     config = write_config(tmp_path_factory.mktemp("desk"), database)
-    _ok(run_cli(config, "init"))
-    client_id = int(
-        _ok(
-            run_cli(config, "client", "add", "--name", "Dana Client", "--email", "dana@client.test")
-        )
-    )
+    app = App(load_settings(config))
+    app.init()
+
+    def cli(command: str) -> str:
+        return _ok(run_cli(config, *shlex.split(command)))
+
+    client_id = int(cli("client add --name 'Dana Client' --email dana@client.test"))
     _ok(run_pipe(config, WITH_ATTACHMENT))
     _ok(run_pipe(config, AUTO_REPLY))
-    [opened] = _json(config, "ticket", "list")
-    number = opened["number"]
-    reply_id = _ok(
-        run_cli(
-            config,
-            "ticket",
-            "reply",
-            number,
-            "--admin",
-            "alice",
-            "--body",
-            "The fire brigade is on its way.",
-        )
+    with app.engine.connect() as connection:
+        [number] = connection.scalars(select(tables.tickets.c.number))
+    reply_id = cli(f"ticket reply {number} --admin alice --body 'The fire brigade is coming.'")
+    cli(f"ticket rate {number} {reply_id} 4")
+    cli(f"ticket note {number} --admin bob --body '@alice look'")
+    cli(
+        f"ticket update {number} --admin alice --flag alice --add-tag hardware "
+        "--cc boss@client.test --priority High"
     )
-    _ok(run_cli(config, "ticket", "rate", number, reply_id, "4"))
-    _ok(run_cli(config, "ticket", "note", number, "--admin", "bob", "--body", "@alice look"))
-    _ok(
-        run_cli(
-            config,
-            "ticket",
-            "update",
-            number,
-            "--admin",
-            "alice",
-            "--flag",
-            "alice",
-            "--add-tag",
-            "hardware",
-            "--cc",
-            "boss@client.test",
-            "--priority",
-            "High",
-        )
+    cli(f"ticket watch {number} --admin bob")
+    guest_number = cli(
+        "ticket open --department sales@example.com --from guest@else.test --name 'Gina Guest' "
+        "--subject 'Price list' --body 'Send prices please.'"
     )
-    _ok(run_cli(config, "ticket", "watch", number, "--admin", "bob"))
-    guest_number = _ok(
-        run_cli(
-            config,
-            "ticket",
-            "open",
-            "--department",
-            "sales@example.com",
-            "--from",
-            "guest@else.test",
-            "--name",
-            "Gina Guest",
-            "--subject",
-            "Price list",
-            "--body",
-            "Send prices please.",
-        )
-    )
-    return Desk(config, client_id, number, guest_number)
+    yield Desk(config, client_id, number, guest_number)
+    app.engine.dispose()
 
 
 def _is_iso(value: object) -> bool:

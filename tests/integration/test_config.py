@@ -147,7 +147,6 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("case", "key"),
     [
-        ("wrong type", "smtp.max_sessions"),
         ("unknown nested key", "tickets.close_inactive_hour"),
         ("unknown department member", "departments[0].members"),
         ("bad TOML", "line"),

@@ -361,16 +361,20 @@ def test_one_instance_per_mailbox_on_postgresql(
     assert other.acquire()
     other.release()
     imap_account.append([message(n) for n in range(5)])
-    owner = Pollers(first)
+    owner = standby = None
     try:
+        owner = Pollers(first)
         assert wait_for(lambda: import_count(first) == 5, 10)
         standby = Pollers(second)
         time.sleep(1.5)
-        owner.stop()
+        owner, stopping = None, owner
+        stopping.stop()
         imap_account.append([message(5)])
         assert wait_for(lambda: import_count(first) == 6, 5)
-        standby.stop()
+        assert len(tickets(first)) == 6
     finally:
+        for running in (owner, standby):
+            if running is not None:
+                running.stop()
         first.engine.dispose()
         second.engine.dispose()
-    assert len(tickets(first)) == 6

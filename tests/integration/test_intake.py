@@ -370,3 +370,21 @@ def test_pipe_database_locked_exits_75(config_path: Path, database_url: str) -> 
     assert result.returncode == 75
     assert result.stderr.startswith(b"ticketd: ")
     assert run_pipe(config_path, mail(), "--department", SUPPORT).returncode == 0
+
+
+def test_reply_to_a_split_off_message_follows_it(app: Any) -> None:
+    from core.actors import Actor
+    from core.restructure import split_ticket
+    from core.ticketing import load_ticket
+
+    first = take(app, mail())
+    take(app, mail(message_id="m2@client.test", extra="In-Reply-To: <m1@client.test>\n"))
+    with app.uow() as uow:
+        alice = uow.admin_by_username("alice")
+        actor = Actor(alice.email, alice.name, alice.id, alice.username)
+        ticket = load_ticket(uow, first.ticket_number or "", actor)
+        moved = [m.id for m in ticket.messages if m.mail_message_id == "m2@client.test"]
+        new = split_ticket(uow, ticket, moved, actor, app.policy, datetime.now(UTC))
+        app.finish(uow)
+    answer = take(app, mail(message_id="m3@client.test", extra="In-Reply-To: <m2@client.test>\n"))
+    assert answer.ticket_number == new.number

@@ -1,0 +1,125 @@
+"""Decoding stage of parsing: bytes and header values to text, never failing.
+
+Every charset falls back rather than fails: the declared one, UTF-8, a guess
+between Western and Cyrillic single-byte sets, latin-1 last. RFC 2047 encoded
+words, raw 8-bit header bytes and whitespace runs are handled here, so the
+message, part and bounce stages hand on readable one-line header text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
+_ONLY_ENCODED_WORDS = re.compile(rf"(?:{_ENCODED_WORD.pattern}\s*)+")
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_LATIN = frozenset({"ascii", "iso8859-1", "iso8859-15", "cp1252"})
+_MIXED_ERRORS = "ticketd-stray-cp1252"
+
+
+def header_text(value: str) -> str:
+    """A header value as readable text: 8-bit bytes and RFC 2047 words decoded, one line."""
+    return collapse(decode_words(fix_8bit(value)))
+
+
+def collapse(text: str) -> str:
+    """Whitespace runs (CR, LF, NEL included) to one space, stripped."""
+    return " ".join(text.split())
+
+
+def fix_8bit(value: str) -> str:
+    """Undo the parser's surrogate escapes: raw 8-bit header bytes decoded by guessing."""
+    if value.isascii() or not re.search("[\udc80-\udcff]", value):
+        return value
+    return decode_bytes(value.encode("utf-8", "surrogateescape"), None)
+
+
+def decode_bytes(data: bytes, declared: str | None) -> str:
+    """Decode with the declared charset, then UTF-8, a single-byte guess, then latin-1.
+
+    Valid UTF-8 wins over a declared Latin charset (the usual mislabelling), and
+    mostly-UTF-8 text keeps its UTF-8 with stray bytes read as cp1252.
+    """
+    charset = _charset(declared)
+    for candidate in ("utf-8", charset) if charset in _LATIN else (charset, "utf-8"):
+        if candidate is not None:
+            try:
+                return data.decode(candidate)
+            except UnicodeError:
+                pass
+    if _UTF8_SEQUENCE.search(data):
+        return data.decode("utf-8", errors=_MIXED_ERRORS)
+    try:
+        return data.decode(_guess_8bit(data))
+    except UnicodeError:
+        return data.decode("latin-1", errors="replace")
+
+
+def _stray_bytes_as_cp1252(err: UnicodeError) -> tuple[str, int]:
+    if not isinstance(err, UnicodeDecodeError):
+        raise err
+    chunk = err.object[err.start : err.end]
+    return bytes(chunk).decode("cp1252", errors="replace"), err.end
+
+
+codecs.register_error(_MIXED_ERRORS, _stray_bytes_as_cp1252)
+
+
+def _charset(declared: str | None) -> str | None:
+    if not declared:
+        return None
+    name = declared.strip().strip("\"'").rsplit("=", 1)[-1].strip("\"' ").lower()
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def _guess_8bit(data: bytes) -> str:
+    """cp1251 or koi8-r for long runs of high bytes (Cyrillic words), else cp1252."""
+    if not re.search(rb"[\xc0-\xff]{4}", data):
+        return "cp1252"
+    high = re.findall(rb"[\xc0-\xff]", data)
+    lower_cp1251 = sum(1 for b in high if b >= b"\xe0")
+    return "cp1251" if lower_cp1251 * 2 >= len(high) else "koi8_r"
+
+
+def decode_words(text: str, *, strict: bool = False) -> str:
+    """Decode RFC 2047 encoded words; with `strict`, only a value made of them alone."""
+    if "=?" not in text or (strict and not _ONLY_ENCODED_WORDS.fullmatch(text.strip())):
+        return text
+    pieces: list[str] = []
+    pending: list[tuple[str, bytes]] = []
+    pos = 0
+    for match in _ENCODED_WORD.finditer(text):
+        gap = text[pos : match.start()]
+        if gap and not (pending and gap.isspace()):
+            pieces.append(_flush(pending) + gap)
+        charset, data = match.group(1).lower(), _word_bytes(match.group(2), match.group(3))
+        if pending and pending[-1][0] == charset:
+            pending[-1] = (charset, pending[-1][1] + data)
+        else:
+            pending.append((charset, data))
+        pos = match.end()
+    pieces.append(_flush(pending) + text[pos:])
+    return "".join(pieces)
+
+
+def _flush(pending: list[tuple[str, bytes]]) -> str:
+    text = "".join(decode_bytes(data, charset) for charset, data in pending)
+    pending.clear()
+    return text
+
+
+def _word_bytes(encoding: str, payload: str) -> bytes:
+    if encoding in "qQ":
+        data = payload.replace("_", " ").encode("ascii", "replace")
+        return binascii.a2b_qp(data)
+    clean = re.sub(r"[^A-Za-z0-9+/]", "", payload)
+    clean = clean[: len(clean) - len(clean) % 4 if len(clean) % 4 == 1 else len(clean)]
+    return base64.b64decode(clean + "=" * (-len(clean) % 4))
