@@ -23,9 +23,7 @@ def check_mailboxes(settings: Settings) -> list[str | None]:
     return asyncio.run(_check_all(settings.mailboxes, config_dir))
 
 
-async def _check_all(
-    mailboxes: tuple[MailboxSettings, ...], config_dir: Path
-) -> list[str | None]:
+async def _check_all(mailboxes: tuple[MailboxSettings, ...], config_dir: Path) -> list[str | None]:
     return list(await asyncio.gather(*(_check(m, config_dir) for m in mailboxes)))
 
 

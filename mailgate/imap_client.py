@@ -100,7 +100,10 @@ def oauth_token(mailbox: MailboxSettings, base: Path) -> str:
         if mailbox.oauth_token_command:
             done = subprocess.run(
                 shlex.split(mailbox.oauth_token_command),
-                capture_output=True, text=True, timeout=60, check=True,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
             )
             return done.stdout.strip()
         return (base / mailbox.oauth_token_file).read_text(encoding="utf-8").strip()
@@ -122,8 +125,11 @@ class ImapSession:
         lost = asyncio.Event()
         context = _tls_context(mailbox) if mailbox.tls else None
         client = aioimaplib.IMAP4(
-            mailbox.host, mailbox.port, timeout=TIMEOUT,
-            conn_lost_cb=lambda _exc: lost.set(), ssl_context=context,
+            mailbox.host,
+            mailbox.port,
+            timeout=TIMEOUT,
+            conn_lost_cb=lambda _exc: lost.set(),
+            ssl_context=context,
         )
         session = cls(mailbox, client)
         session.lost = lost
@@ -156,7 +162,9 @@ class ImapSession:
         self._expect(response, "STARTTLS")
         loop = asyncio.get_running_loop()
         protocol.transport = await loop.start_tls(
-            protocol.transport, protocol, _tls_context(self.mailbox),
+            protocol.transport,
+            protocol,
+            _tls_context(self.mailbox),
             server_hostname=self.mailbox.host,
         )
         await asyncio.wait_for(protocol.capability(), TIMEOUT)
@@ -192,9 +200,7 @@ class ImapSession:
 
     async def status(self, folder: str) -> str:
         """STATUS of another folder (a check that it exists)."""
-        response = await self._run(
-            self.client.status(folder_name(folder), "(MESSAGES)"), "STATUS"
-        )
+        response = await self._run(self.client.status(folder_name(folder), "(MESSAGES)"), "STATUS")
         self._expect(response, f"folder {folder!r}")
         return _text(response)
 
@@ -275,6 +281,9 @@ class ImapSession:
         transport = self.client.protocol.transport
         if transport is not None:
             transport.close()
+        renewal = self.client._idle_waiter  # aioimaplib's IDLE renewal timer
+        if renewal is not None:
+            renewal.cancel()
         for task in (*self.client.tasks, *self.client.protocol.tasks):
             task.cancel()
 
@@ -285,9 +294,7 @@ class ImapSession:
         self._expect(response, f"UID {command}")
         return response
 
-    async def _run(
-        self, step: Awaitable[T], name: str, limit: float | None = TIMEOUT
-    ) -> T:
+    async def _run(self, step: Awaitable[T], name: str, limit: float | None = TIMEOUT) -> T:
         if self.lost.is_set():
             raise ImapError(f"mailbox {label(self.mailbox)}: connection lost")
         try:

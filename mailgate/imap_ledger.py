@@ -46,7 +46,9 @@ def resume_uid(app: App, key: str, uidvalidity: int) -> int:
             log.warning(
                 "mailbox %s: UIDVALIDITY changed from %d to %d; reading the folder again "
                 "from UID 1 (messages already imported are recorded as duplicates)",
-                key, checkpoint.uidvalidity, uidvalidity,
+                key,
+                checkpoint.uidvalidity,
+                uidvalidity,
             )
             checkpoint.uidvalidity, checkpoint.last_uid = uidvalidity, 0
         app.finish(uow)

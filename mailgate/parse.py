@@ -1,31 +1,42 @@
 """Parsing stage: raw message bytes in, one `core.mail.InboundMail` out.
 
-The only user of python-magic, nh3 and mail-parser-reply. A cheap byte scan
-enforces `MessageLimits` before the stdlib `email` parser (compat32, the most
-lenient) builds the tree; every header is decoded here, every charset falls
-back rather than fails, and anything unexpected becomes `MalformedMail`.
+The entry of the stage and its message level; the only user of MIME parsing.
+Limits are checked on the raw bytes (`limits`), the header block is repaired,
+large bodies are cut out (`skeleton`) before the stdlib `email` parser
+(compat32, the most lenient) builds the tree, the parts are walked
+(`mime_walk`), and bodies, header fields and bounces are read by their own
+modules. Every header is decoded (`charsets`); anything unexpected becomes
+`MalformedMail`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import codecs
-import html
-import mimetypes
 import re
-import unicodedata
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
 
-from core.classify import is_bounce_sender, looks_like_failure
 from core.errors import MalformedMail
-from core.mail import Address, Attachment, BounceReport, InboundMail
+from core.mail import InboundMail
+from mailgate.bodies import html_to_text, reply_text, sanitise_html
+from mailgate.bounces import with_bounce
+from mailgate.charsets import collapse, decode_bytes, header_text
+from mailgate.header_fields import addresses, first_id, mail_date, message_ids, return_path
+from mailgate.limits import MessageLimits, check_limits
+from mailgate.mime_walk import PartWalk, safe_filename
+from mailgate.skeleton import cut_bodies
+
+__all__ = [
+    "KEPT_HEADERS",
+    "MessageLimits",
+    "collapse",
+    "decode_bytes",
+    "header_text",
+    "html_to_text",
+    "parse_message",
+    "reply_text",
+    "safe_filename",
+]
 
 KEPT_HEADERS = frozenset(
     {
@@ -59,155 +70,100 @@ KEPT_HEADERS = frozenset(
         "feedback-id",
     }
 )
-_ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
-_ONLY_ENCODED_WORDS = re.compile(rf"(?:{_ENCODED_WORD.pattern}\s*)+")
-_MULTIPART_DECL = re.compile(
-    rb"content-type:[ \t]*multipart/[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*", re.IGNORECASE
-)
-_MESSAGE_DECL = re.compile(rb"content-type:[ \t]*message/", re.IGNORECASE)
-_BOUNDARY_PARAM = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]*)"|([^\s;]+))', re.IGNORECASE)
-_DELIMITER = re.compile(rb"^--([^\r\n]*?)[ \t]*\r?$", re.MULTILINE)
+_MBOX_FROM = re.compile(rb"From (?![ \t]*:)")
+_LEADING_BREAKS = re.compile(rb"[\r\n]*")
 _FOLDED_BOUNDARY = re.compile(rb'(boundary\s*=\s*"[^"\r\n]*)\r?\n[ \t]+([^"\r\n]*")', re.I)
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _SPACED_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:")
-_MSG_ID = re.compile(r"<([^<>]*)>")
-_UTF8_SEQUENCE = re.compile(
-    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
-)
-_LATIN = frozenset({"ascii", "iso8859-1", "iso8859-15", "cp1252"})
-_MIXED_ERRORS = "ticketd-stray-cp1252"
-_USABLE_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
-_UNSAFE_NAME_CHARS = re.compile(r'[<>:"|?*]')
-_MAX_NAME = 200
+_EMPTY_LINE = re.compile(rb"\r*(?:\n|\Z)")
+_BLANK_LINE = re.compile(rb"[ \t\r\x0b\x0c]*(?:\n|\Z)")
+_SEPARATOR = re.compile(rb"\r\n|\r|\n")
+_DEFAULT_LIMITS = MessageLimits()
 
 
-@dataclass(frozen=True, slots=True)
-class MessageLimits:
-    """Bounds checked on the raw bytes before the message is parsed."""
-
-    max_bytes: int = 26_214_400
-    max_headers: int = 1000
-    max_header_bytes: int = 1_048_576
-    max_depth: int = 20
-    max_parts: int = 500
-
-
-def parse_message(raw: bytes, limits: MessageLimits = MessageLimits()) -> InboundMail:
+def parse_message(raw: bytes, limits: MessageLimits = _DEFAULT_LIMITS) -> InboundMail:
     """Parse one message; raise `MalformedMail` for anything that cannot be handled."""
     check_limits(raw, limits)
     try:
-        return _build(_normalise(raw), limits)
+        return _build(*_normalise(raw), limits)
     except MalformedMail:
         raise
     except Exception as err:  # the one catch-all of the parsing step
         raise MalformedMail("malformed", f"{type(err).__name__}: {err}") from err
 
 
-# --- limits -------------------------------------------------------------------------
+def _normalise(raw: bytes) -> tuple[bytes, bytes, int]:
+    """Drop an mbox envelope line, join folded boundaries, repair the header block.
+
+    Returns `(head, source, body)`: the message is `head + source[body:]`, where
+    `head` is the repaired header block with its blank line and the body is
+    left untouched (and uncopied) in `source`.
+    """
+    start = 0
+    if _MBOX_FROM.match(raw):
+        start = raw.find(b"\n") + 1 or len(raw)
+    breaks = _LEADING_BREAKS.match(raw, start)
+    start = breaks.end() if breaks else start
+    if _FOLDED_BOUNDARY.search(raw, start):
+        raw, start = _FOLDED_BOUNDARY.sub(rb"\1 \2", raw[start:]), 0
+    head, body = _repair_head(raw, start)
+    separator = _SEPARATOR.match(raw, body)
+    if separator and _EMPTY_LINE.match(raw, body):
+        return head + separator.group(), raw, separator.end()
+    return head, raw, body
 
 
-def check_limits(raw: bytes, limits: MessageLimits) -> None:
-    """Refuse, with a cheap scan, messages too big, too deep or with too many parts."""
-    if len(raw) > limits.max_bytes:
-        raise MalformedMail("too_large", f"{len(raw)} bytes > {limits.max_bytes}")
-    head = _header_block(raw)
-    if len(head) > limits.max_header_bytes:
-        raise MalformedMail("too_large", f"header block of {len(head)} bytes")
-    count = len(re.findall(rb"^[^ \t\r\n]", head, re.MULTILINE))
-    if count > limits.max_headers:
-        raise MalformedMail("malformed", f"{count} header lines > {limits.max_headers}")
-    depth, parts = _structure_size(raw)
-    if depth > limits.max_depth:
-        raise MalformedMail("malformed", f"MIME nesting depth {depth} > {limits.max_depth}")
-    if parts > limits.max_parts:
-        raise MalformedMail("malformed", f"{parts} MIME parts > {limits.max_parts}")
+def _repair_head(raw: bytes, pos: int) -> tuple[bytes, int]:
+    """The header lines from `pos`, repaired, and where the untouched rest begins.
 
-
-def _header_block(raw: bytes) -> bytes:
-    match = re.search(rb"\r?\n\r?\n", raw)
-    return raw if match is None else raw[: match.start()]
-
-
-def _structure_size(raw: bytes) -> tuple[int, int]:
-    """Upper bounds of nesting depth and part count from declarations and delimiters."""
-    events: list[tuple[int, bytes | None]] = []
-    for decl in _MULTIPART_DECL.finditer(raw):
-        param = _BOUNDARY_PARAM.search(decl.group())
-        if param and (param.group(1) or param.group(2)):
-            events.append((decl.start(), param.group(1) or param.group(2)))
-    events.extend((m.start(), None) for m in _MESSAGE_DECL.finditer(raw))
-    boundaries = {b for _, b in events if b}
-    events.extend((m.start(), b"--" + m.group(1)) for m in _DELIMITER.finditer(raw))
-    stack: list[bytes | None] = []
-    depth = parts = 0
-    for _, item in sorted(events, key=lambda e: e[0]):
-        if item is None or not item.startswith(b"--"):
-            stack.append(item)
-            depth = max(depth, len(stack))
-            continue
-        name = item[2:]
-        closing = name.endswith(b"--") and name[:-2] in boundaries and name[:-2] in stack
-        key = name[:-2] if closing else name
-        if key in boundaries and key in stack:
-            while stack and stack[-1] != key:
-                stack.pop()
-            parts += 0 if closing else 1
-            if closing:
-                stack.pop()
-    return depth + 1, parts
-
-
-# --- message level ------------------------------------------------------------------
-
-
-def _normalise(raw: bytes) -> bytes:
-    """Drop an mbox envelope line, join folded boundaries, repair the header block."""
-    if raw.startswith(b"From ") and not re.match(rb"From[ \t]*:", raw):
-        raw = raw.split(b"\n", 1)[1] if b"\n" in raw else b""
-    raw = _FOLDED_BOUNDARY.sub(rb"\1 \2", raw.lstrip(b"\r\n"))
-    lines = raw.split(b"\n")
-    for index, line in enumerate(lines):
-        line = line.rstrip(b"\r")
-        if not line:
-            break
-        following = lines[index + 1].rstrip(b"\r") if index + 1 < len(lines) else b""
-        headerish = _HEADER_LINE.match(following) or following[:1] in (b" ", b"\t")
-        if _HEADER_LINE.match(line) or (line[:1] in b" \t" and (line.strip() or headerish)):
-            lines[index] = _SPACED_NAME.sub(rb"\1:", lines[index], count=1)
-        elif headerish and line.strip():
-            lines[index] = b" " + lines[index]
+    Names spaced from their colon are joined to it, a stray line between
+    headers becomes a continuation, and a blank line is added where the first
+    line that cannot be a header starts the body.
+    """
+    head: list[bytes] = []
+    while not _EMPTY_LINE.match(raw, pos):
+        end = raw.find(b"\n", pos)
+        after = len(raw) if end < 0 else end + 1
+        headerish = _HEADER_LINE.match(raw, after) or raw[after : after + 1] in (b" ", b"\t")
+        blank = _BLANK_LINE.match(raw, pos) is not None
+        folded = raw[pos : pos + 1] in (b" ", b"\t") and (not blank or headerish)
+        if _HEADER_LINE.match(raw, pos) or folded:
+            head.append(_SPACED_NAME.sub(rb"\1:", raw[pos:after], count=1))
+        elif headerish and not blank:
+            head.append(b" " + raw[pos:after])
         else:
-            lines.insert(index, b"")
-            break
-    return b"\n".join(lines)
+            return b"".join(head) + b"\n", pos
+        pos = after
+    return b"".join(head), pos
 
 
-def _build(raw: bytes, limits: MessageLimits) -> InboundMail:
-    msg = message_from_bytes(raw, policy=compat32)
+def _build(head: bytes, source: bytes, body_start: int, limits: MessageLimits) -> InboundMail:
+    skeleton = cut_bodies(head, source, body_start, limits.max_depth)
+    msg = message_from_bytes(skeleton.message, policy=compat32)
     headers = _raw_headers(msg)
-    body = _Walk(limits)
+    body = PartWalk(limits, skeleton)
     body.visit(msg, 0, in_alternative=False)
     text = _body_text(body)
-    sender = _addresses(headers, "from")
+    sender = addresses(headers, "from")
     mail = InboundMail(
-        message_id=_first_id(_get(headers, "message-id")),
+        message_id=first_id(_get(headers, "message-id")),
         subject=_get(headers, "subject") or "",
         sender=sender[0] if sender else None,
-        reply_to=_addresses(headers, "reply-to"),
-        to=_addresses(headers, "to"),
-        cc=_addresses(headers, "cc"),
-        in_reply_to=_ids(_get(headers, "in-reply-to")),
-        references=_ids(_get(headers, "references")),
-        date=_date(_get(headers, "date")),
+        reply_to=addresses(headers, "reply-to"),
+        to=addresses(headers, "to"),
+        cc=addresses(headers, "cc"),
+        in_reply_to=message_ids(_get(headers, "in-reply-to")),
+        references=message_ids(_get(headers, "references")),
+        date=mail_date(_get(headers, "date")),
         text=text,
         new_text=reply_text(text),
-        html=_sanitise_html(body.html[0]) if body.html else None,
+        html=sanitise_html(body.html[0]) if body.html else None,
         attachments=tuple(body.attachments),
         headers=tuple((k, v) for k, v in headers if k in KEPT_HEADERS),
-        return_path=_return_path(_get(headers, "return-path")),
+        return_path=return_path(_get(headers, "return-path")),
         defects=tuple(sorted({type(d).__name__ for d in msg.defects})),
     )
-    return _with_bounce(mail, msg, body)
+    return with_bounce(mail, body)
 
 
 def _raw_headers(msg: Message) -> list[tuple[str, str]]:
@@ -218,533 +174,7 @@ def _get(headers: list[tuple[str, str]], name: str) -> str | None:
     return next((value for key, value in headers if key == name), None)
 
 
-def header_text(value: str) -> str:
-    """A header value as readable text: 8-bit bytes and RFC 2047 words decoded, one line."""
-    return collapse(decode_words(_fix_8bit(value)))
-
-
-def collapse(text: str) -> str:
-    """Whitespace runs (CR, LF, NEL included) to one space, stripped."""
-    return " ".join(text.split())
-
-
-def _fix_8bit(value: str) -> str:
-    """Undo the parser's surrogate escapes: raw 8-bit header bytes decoded by guessing."""
-    if value.isascii() or not re.search("[\udc80-\udcff]", value):
-        return value
-    return decode_bytes(value.encode("utf-8", "surrogateescape"), None)
-
-
-# --- charsets -----------------------------------------------------------------------
-
-
-def decode_bytes(data: bytes, declared: str | None) -> str:
-    """Decode with the declared charset, then UTF-8, a single-byte guess, then latin-1.
-
-    Valid UTF-8 wins over a declared Latin charset (the usual mislabelling), and
-    mostly-UTF-8 text keeps its UTF-8 with stray bytes read as cp1252.
-    """
-    charset = _charset(declared)
-    for candidate in ("utf-8", charset) if charset in _LATIN else (charset, "utf-8"):
-        if candidate is not None:
-            try:
-                return data.decode(candidate)
-            except UnicodeError:
-                pass
-    if _UTF8_SEQUENCE.search(data):
-        return data.decode("utf-8", errors=_MIXED_ERRORS)
-    try:
-        return data.decode(_guess_8bit(data))
-    except UnicodeError:
-        return data.decode("latin-1", errors="replace")
-
-
-def _stray_bytes_as_cp1252(err: UnicodeError) -> tuple[str, int]:
-    if not isinstance(err, UnicodeDecodeError):
-        raise err
-    chunk = err.object[err.start : err.end]
-    return bytes(chunk).decode("cp1252", errors="replace"), err.end
-
-
-codecs.register_error(_MIXED_ERRORS, _stray_bytes_as_cp1252)
-
-
-def _charset(declared: str | None) -> str | None:
-    if not declared:
-        return None
-    name = declared.strip().strip("\"'").rsplit("=", 1)[-1].strip("\"' ").lower()
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
-
-
-def _guess_8bit(data: bytes) -> str:
-    """cp1251 or koi8-r for long runs of high bytes (Cyrillic words), else cp1252."""
-    if not re.search(rb"[\xc0-\xff]{4}", data):
-        return "cp1252"
-    high = re.findall(rb"[\xc0-\xff]", data)
-    lower_cp1251 = sum(1 for b in high if b >= b"\xe0")
-    return "cp1251" if lower_cp1251 * 2 >= len(high) else "koi8_r"
-
-
-def decode_words(text: str, *, strict: bool = False) -> str:
-    """Decode RFC 2047 encoded words; with `strict`, only a value made of them alone."""
-    if "=?" not in text or (strict and not _ONLY_ENCODED_WORDS.fullmatch(text.strip())):
-        return text
-    pieces: list[str] = []
-    pending: list[tuple[str, bytes]] = []
-    pos = 0
-    for match in _ENCODED_WORD.finditer(text):
-        gap = text[pos : match.start()]
-        if gap and not (pending and gap.isspace()):
-            pieces.append(_flush(pending) + gap)
-        charset, data = match.group(1).lower(), _word_bytes(match.group(2), match.group(3))
-        if pending and pending[-1][0] == charset:
-            pending[-1] = (charset, pending[-1][1] + data)
-        else:
-            pending.append((charset, data))
-        pos = match.end()
-    pieces.append(_flush(pending) + text[pos:])
-    return "".join(pieces)
-
-
-def _flush(pending: list[tuple[str, bytes]]) -> str:
-    text = "".join(decode_bytes(data, charset) for charset, data in pending)
-    pending.clear()
-    return text
-
-
-def _word_bytes(encoding: str, payload: str) -> bytes:
-    if encoding in "qQ":
-        data = payload.replace("_", " ").encode("ascii", "replace")
-        return binascii.a2b_qp(data)
-    clean = re.sub(r"[^A-Za-z0-9+/]", "", payload)
-    clean = clean[: len(clean) - len(clean) % 4 if len(clean) % 4 == 1 else len(clean)]
-    return base64.b64decode(clean + "=" * (-len(clean) % 4))
-
-
-# --- header fields ------------------------------------------------------------------
-
-
-def _addresses(headers: list[tuple[str, str]], name: str) -> tuple[Address, ...]:
-    values = [value for key, value in headers if key == name]
-    found = []
-    for display, addr in getaddresses(values):
-        if _valid_addr(addr):
-            found.append(Address(email=addr.lower(), name=collapse(display)))
-    return tuple(found)
-
-
-def _valid_addr(addr: str) -> bool:
-    local, _, domain = addr.rpartition("@")
-    return bool(local and domain) and not re.search(r"[\s\x00-\x1f\x7f<>]", addr)
-
-
-def _ids(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    found = [_clean_id(m) for m in _MSG_ID.findall(value)]
-    if not found:
-        found = [token.strip("<>") for token in value.split() if "@" in token]
-    return tuple(dict.fromkeys(i for i in found if i))
-
-
-def _first_id(value: str | None) -> str | None:
-    ids = _ids(value)
-    if ids:
-        return ids[0]
-    token = value.split()[0].strip("<>") if value and value.split() else ""
-    return token or None
-
-
-def _clean_id(text: str) -> str:
-    return re.sub(r"\([^()]*\)|\s+", "", text)
-
-
-def _date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _return_path(value: str | None) -> str | None:
-    if value is None:
-        return None
-    ids = _MSG_ID.findall(value)
-    return (ids[0] if ids else value).strip().lower()
-
-
-# --- MIME tree ----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Walk:
-    """Collects body candidates and attachments in document order."""
-
-    limits: MessageLimits
-    plain: list[str] = field(default_factory=list)
-    html: list[str] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
-    reports: list[Message] = field(default_factory=list)
-    nameless: int = 0
-
-    def visit(self, part: Message, depth: int, *, in_alternative: bool) -> None:
-        if depth > self.limits.max_depth:
-            raise MalformedMail("malformed", f"MIME nesting deeper than {self.limits.max_depth}")
-        ctype = part.get_content_type()
-        if ctype.startswith("multipart/") and isinstance(part.get_payload(), list):
-            for child in _children(part):
-                alternative = ctype == "multipart/alternative"
-                self.visit(child, depth + 1, in_alternative=alternative)
-        elif ctype.startswith("multipart/"):
-            self.plain.append(_part_text(part))
-        elif ctype == "message/delivery-status":
-            self.reports.append(part)
-            self.attachments.append(self.attachment(part))
-        elif _is_body(part, ctype):
-            (self.plain if ctype == "text/plain" else self.html).append(_part_text(part))
-        elif not (in_alternative and ctype.startswith("text/") and not part.get_filename()):
-            self.attachments.append(self.attachment(part))
-
-    def attachment(self, part: Message) -> Attachment:
-        declared = _declared_name(part)
-        data = _part_bytes(part)
-        ctype = _declared_type(part) or sniff_type(data)
-        if declared:
-            name = safe_filename(declared)
-        else:
-            self.nameless += 1
-            name = f"attachment_{self.nameless}"
-        if not _has_extension(name):
-            name = _add_extension(name, data, ctype)
-        content_id = part.get("content-id")
-        disposition = str(part.get("content-disposition", "")).split(";")[0].strip().lower()
-        return Attachment(
-            filename=name,
-            content_type=ctype,
-            data=data,
-            inline=disposition == "inline" or (not disposition and content_id is not None),
-            content_id=collapse(str(content_id)).strip("<>") or None if content_id else None,
-            declared_name=declared,
-        )
-
-
-def _children(part: Message) -> list[Message]:
-    payload = part.get_payload()
-    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
-
-
-def _is_body(part: Message, ctype: str) -> bool:
-    if ctype not in ("text/plain", "text/html") or part.get_filename():
-        return False
-    return str(part.get("content-disposition", "")).split(";")[0].strip().lower() != "attachment"
-
-
-def _part_text(part: Message) -> str:
-    data = part.get_payload(decode=True)
-    if not isinstance(data, bytes):
-        data = str(part.get_payload()).encode("utf-8", "surrogateescape")
-    text = decode_bytes(data, part.get_content_charset(None) or _raw_charset(part))
-    return text.replace("\r\n", "\n").replace("\x00", "\ufffd")
-
-
-def _raw_charset(part: Message) -> str | None:
-    match = re.search(r"charset\s*=\s*\"?([^\";\s]+)", str(part.get("content-type", "")), re.I)
-    return match.group(1) if match else None
-
-
-def _part_bytes(part: Message) -> bytes:
-    if part.get_content_maintype() == "message" or part.is_multipart():
-        children = _children(part)
-        if children and part.get_content_type() == "message/rfc822":
-            return bytes(children[0].as_bytes(policy=compat32))
-        if children:
-            return b"\n".join(bytes(child.as_bytes(policy=compat32)) for child in children)
-    data = part.get_payload(decode=True)
-    if isinstance(data, bytes):
-        return data
-    return str(part.get_payload()).encode("utf-8", "surrogateescape")
-
-
-def _declared_name(part: Message) -> str | None:
-    """The sender's name for a part: 8-bit bytes, RFC 2231 and RFC 2047 decoded."""
-    probe = Message()
-    for key, value in part.raw_items():
-        if key.lower() in ("content-disposition", "content-type"):
-            probe[key] = _fix_8bit(re.sub(r"\r?\n", "", str(value)))
-    name = probe.get_filename()
-    if not name:
-        return None
-    return decode_words(re.sub(r"\\(.)", r"\1", str(name)), strict=True) or None
-
-
-def _declared_type(part: Message) -> str | None:
-    value = part.get("content-type")
-    if value is None:
-        return part.get_default_type() if part.get_default_type() == "message/rfc822" else None
-    ctype = str(value).split(";", 1)[0].strip().lower()
-    return ctype if _USABLE_TYPE.fullmatch(ctype) else None
-
-
-def sniff_type(data: bytes) -> str:
-    """The content type python-magic sees in the bytes."""
-    import magic  # 30 ms to import: only when an attachment needs sniffing
-
-    try:
-        return str(magic.from_buffer(data[:65536], mime=True)) or "application/octet-stream"
-    except magic.MagicException:
-        return "application/octet-stream"
-
-
-def safe_filename(name: str) -> str:
-    """A name safe to show and store: last path part, no controls, bounded, extension kept."""
-    name = re.split(r"[/\\]", name)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = collapse(_UNSAFE_NAME_CHARS.sub("_", name)).lstrip(". ")
-    if len(name) <= _MAX_NAME:
-        return name
-    stem, dot, ext = name.rpartition(".")
-    if not dot or len(ext) > 20:
-        return name[:_MAX_NAME].rstrip()
-    return f"{stem[: _MAX_NAME - len(ext) - 1].rstrip()}.{ext}"
-
-
-def _has_extension(name: str) -> bool:
-    stem, dot, ext = name.rpartition(".")
-    return bool(dot and stem and ext and " " not in ext)
-
-
-def _add_extension(name: str, data: bytes, ctype: str) -> str:
-    """Extension of the sniffed type; of the declared one when sniffing says nothing."""
-    if ctype in ("message/rfc822", "message/global"):
-        return f"{name}.eml"
-    sniffed = sniff_type(data)
-    generic = sniffed in _GENERIC_TYPES
-    choices = (ctype, sniffed) if generic else (sniffed, ctype)
-    ext = next((e for e in map(mimetypes.guess_extension, choices) if e), ".unknown")
-    return f"{name}{ext}"
-
-
-_GENERIC_TYPES = frozenset(
-    {"application/octet-stream", "text/plain", "application/x-empty", "inode/x-empty"}
-)
-
-
-# --- bodies -------------------------------------------------------------------------
-
-
-def _body_text(body: _Walk) -> str:
+def _body_text(body: PartWalk) -> str:
     if body.plain:
         return body.plain[0]
     return html_to_text(body.html[0]) if body.html else ""
-
-
-class _TextExtractor(HTMLParser):
-    """Readable text of an HTML document: blocks become lines, scripts vanish."""
-
-    _SKIP = frozenset({"script", "style", "head", "title"})
-    _BLOCK = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "table", "hr"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self.skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.skipping += tag in self._SKIP
-        if tag in self._BLOCK:
-            self.chunks.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        self.skipping -= tag in self._SKIP and self.skipping > 0
-        if tag in self._BLOCK:
-            self.chunks.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping:
-            self.chunks.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    """HTML converted to plain text with one blank-free line per block."""
-    parser = _TextExtractor()
-    parser.feed(markup)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.chunks).splitlines())
-    return html.unescape("\n".join(line for line in lines if line))
-
-
-def _sanitise_html(markup: str) -> str:
-    import nh3  # imported on use, like the other optional helpers
-
-    return nh3.clean(markup, url_schemes=nh3.ALLOWED_URL_SCHEMES | {"cid"})
-
-
-# --- replies ------------------------------------------------------------------------
-
-REPLY_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "sv", "da", "pl", "cs", "ja", "ko", "zh")
-_SIG_DELIMITER = re.compile(r"^-- ?$", re.MULTILINE)
-_DEVICE_LINE = re.compile(r"^(?:Sent from my |Get Outlook for |Envoyé de mon |Von meinem ).*$")
-
-
-def reply_text(text: str) -> str:
-    """The new part of a reply: quoted history, reply header and signature removed.
-
-    Top posts keep what precedes the reply header; bottom posts keep the lines
-    that are not quoted. Falls back to the whole text when nothing is left.
-    """
-    if not text.strip():
-        return ""
-    latest = _latest_reply(text) or _unquoted(text)
-    lines = _strip_signature(latest).splitlines()
-    while lines and (lines[-1].startswith(">") or not lines[-1].strip()):
-        lines.pop()
-    while lines and (lines[0].startswith(">") or not lines[0].strip()):
-        lines.pop(0)
-    if any(line.startswith(">") for line in lines):
-        return text.strip()
-    return "\n".join(lines).strip() or text.strip()
-
-
-def _latest_reply(text: str) -> str:
-    """mail-parser-reply's latest fragment, or "" when it is only a cut reply header."""
-    from mailparser_reply.parser import EmailMessage  # 25 ms to import: only with text
-
-    message = EmailMessage(text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True)
-    replies = message.read().replies
-    latest = str(replies[0].full_body) if replies else ""
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    stub = first.startswith(latest) and first.endswith(":") and len(latest) < len(first)
-    return "" if stub else latest
-
-
-def _unquoted(text: str) -> str:
-    lines = [line for line in text.splitlines() if not line.lstrip().startswith(">")]
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is not None and lines[first].rstrip().endswith(":"):
-        del lines[first]
-    return "\n".join(lines)
-
-
-def _strip_signature(text: str) -> str:
-    starts = [m.start() for m in _SIG_DELIMITER.finditer(text)]
-    if starts and starts[-1] > 0:
-        text = text[: starts[-1]]
-    lines = text.rstrip().splitlines()
-    while lines and _DEVICE_LINE.match(lines[-1].strip()):
-        lines.pop()
-    return "\n".join(lines)
-
-
-# --- bounces ------------------------------------------------------------------------
-
-_ORIGINAL_MARKER = re.compile(
-    r"^.*(?:below this line is a copy|original message|this is a copy of the message"
-    r"|header of the original message|message follows|undelivered message).*$",
-    re.IGNORECASE | re.MULTILINE,
-)
-_FAILED_LINE = re.compile(
-    r"""^\s*(?:[^\n:]*(?:failed|undeliverable)[^\n:]*:\s*)?["<]*"""
-    r"""([^\s"<>@:]+@[^\s"<>:]+?)[">]*:?\s*(?:<mailto:[^>\s]*>)?\s*$""",
-    re.IGNORECASE | re.MULTILINE,
-)
-_DELAY = re.compile(
-    r"delayed|still being retried|will (?:be retried|continue|keep trying)"
-    r"|could not send message for past|not yet been delivered|warning message only",
-    re.IGNORECASE,
-)
-_HEADER_MSG_ID = re.compile(r"^message-id:\s*(<[^>\r\n]+>|\S+)", re.IGNORECASE | re.MULTILINE)
-
-
-def _with_bounce(mail: InboundMail, msg: Message, body: _Walk) -> InboundMail:
-    report = _dsn_report(body)
-    if report is None:
-        suspicious = (
-            (mail.sender is not None and is_bounce_sender(mail.sender))
-            or mail.header("x-failed-recipients") is not None
-            or mail.return_path == ""
-        )
-        if not (suspicious and looks_like_failure(mail.subject)):
-            return mail
-        report = _text_report(mail, body)
-    if report.original_message_id is None:
-        original = _original_id(body, mail.text)
-        report = BounceReport(report.failed_recipients, report.permanent, original)
-    return replace(mail, bounce=report)
-
-
-def _dsn_report(body: _Walk) -> BounceReport | None:
-    recipients: list[str] = []
-    permanent = False
-    for part in body.reports:
-        for fields in _dsn_blocks(part):
-            action = fields.get("action", "").lower()
-            status = fields.get("status", "")
-            address = _dsn_address(fields)
-            if not address or action in ("delivered", "relayed", "expanded"):
-                continue
-            recipients.append(address)
-            permanent = permanent or action == "failed" or status.startswith("5")
-    if not recipients:
-        return None
-    return BounceReport(tuple(dict.fromkeys(recipients)), permanent)
-
-
-def _dsn_blocks(part: Message) -> list[dict[str, str]]:
-    if isinstance(part.get_payload(), list):
-        groups = _children(part)
-        return [{k.lower(): header_text(str(v)) for k, v in g.raw_items()} for g in groups]
-    texts = re.split(r"\r?\n[ \t]*\r?\n", str(part.get_payload()))
-    found = (re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", t, re.MULTILINE) for t in texts)
-    return [{k.lower(): v.strip() for k, v in pairs} for pairs in found]
-
-
-def _dsn_address(fields: dict[str, str]) -> str | None:
-    for key in ("original-recipient", "final-recipient"):
-        value = fields.get(key, "").rpartition(";")[2].strip().strip("<>").lower()
-        if _valid_addr(value):
-            return value
-    return None
-
-
-def _text_report(mail: InboundMail, body: _Walk) -> BounceReport:
-    """A bounce without a delivery-status part: read the failed addresses from the text."""
-    failed = mail.header("x-failed-recipients")
-    report_text = _ORIGINAL_MARKER.split(mail.text, 1)[0]
-    if failed:
-        found = [a.strip().lower() for a in failed.split(",") if _valid_addr(a.strip())]
-    else:
-        found = [a.lower() for a in _FAILED_LINE.findall(report_text)]
-    if not found:
-        found = _original_recipients(body, mail.text)
-    permanent = not _DELAY.search(f"{mail.subject}\n{report_text}")
-    return BounceReport(tuple(dict.fromkeys(found)), permanent)
-
-
-def _original_recipients(body: _Walk, text: str) -> list[str]:
-    for source in _original_sources(body, text):
-        headers = message_from_bytes(source.encode("utf-8", "surrogateescape"), policy=compat32)
-        found = [a.lower() for _, a in getaddresses(headers.get_all("to", [])) if _valid_addr(a)]
-        if found:
-            return found
-    return []
-
-
-def _original_sources(body: _Walk, text: str) -> list[str]:
-    kinds = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
-    sources = [decode_bytes(a.data, None) for a in body.attachments if a.content_type in kinds]
-    parts = _ORIGINAL_MARKER.split(text, 1)
-    return sources + ([parts[1].lstrip("\n")] if len(parts) > 1 else [])
-
-
-def _original_id(body: _Walk, text: str) -> str | None:
-    for source in _original_sources(body, text):
-        match = _HEADER_MSG_ID.search(source)
-        if match:
-            return _first_id(match.group(1))
-    return None

@@ -50,11 +50,17 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {tls_port}
   }}
 }}
+{tls}
 {unprivileged}
 {extra}
+"""
+TLS = """\
+ssl = yes
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
 """
 UNPRIVILEGED = """\
 default_internal_user = {user}
@@ -127,12 +133,14 @@ class Account:
 class Dovecot:
     """One Dovecot master process; `stop()` ends it."""
 
-    def __init__(self, extra: str = "") -> None:
+    def __init__(self, extra: str = "", tls: bool = False) -> None:
         # Under /tmp, traversable: as root the mail processes run as nobody.
         self.root = Path(tempfile.mkdtemp(prefix="ticketd-dovecot-"))
         self.root.chmod(0o711)
         self.extra = extra
+        self.tls = tls
         self.port = free_port()
+        self.tls_port = free_port() if tls else 0
         self.host = "127.0.0.1"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -141,11 +149,47 @@ class Dovecot:
         assert program is not None, "dovecot is not installed"
         for sub in ("run", "state", "homes", "passwd"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if self.tls:
+            self._make_certificate()
         config = self.root / "dovecot.conf"
         config.write_text(self._config(), encoding="utf-8")
         self.process = subprocess.Popen([program, "-F", "-c", str(config)])
         self._wait_listening()
         return self
+
+    def _make_certificate(self) -> None:
+        """A self-signed certificate for localhost (needs the openssl command)."""
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                str(self.root / "key.pem"),
+                "-out",
+                str(self.root / "cert.pem"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def restart(self) -> None:
+        """Stop the master (dropping every connection) and start it again, mail kept."""
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(15)
+        assert binary() is not None
+        self.process = subprocess.Popen(
+            [str(binary()), "-F", "-c", str(self.root / "dovecot.conf")]
+        )
+        self._wait_listening()
 
     def _config(self) -> str:
         unprivileged = ""
@@ -154,7 +198,12 @@ class Dovecot:
                 user=getpass.getuser(), group=grp.getgrgid(os.getgid()).gr_name
             )
         return CONFIG.format(
-            root=self.root, port=self.port, unprivileged=unprivileged, extra=self.extra
+            root=self.root,
+            port=self.port,
+            tls_port=self.tls_port,
+            tls=TLS.format(root=self.root) if self.tls else "",
+            unprivileged=unprivileged,
+            extra=self.extra,
         )
 
     def _wait_listening(self) -> None:

@@ -780,27 +780,6 @@ def test_encoded_display_name_cannot_change_the_requester(smtp_app: Any) -> None
 # --- loops and bounce storms stop by themselves -------------------------------------------
 
 
-@pytest.fixture
-def bounce_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until intake calls note_bounce itself, call it where the lead will wire it."""
-    import inspect
-
-    import core.intake as intake
-    from core.notifications import note_bounce
-
-    if "note_bounce" in inspect.getsource(intake):
-        return
-    screen = intake._screen
-
-    def screened(state: Any) -> str | None:
-        reason = screen(state)
-        if reason == "bounce":
-            note_bounce(state.uow, state.mail, intake._recipients(state), state.now)
-        return reason
-
-    monkeypatch.setattr(intake, "_screen", screened)
-
-
 def _auto_reply(item: Sent, marker: str, target: str) -> tuple[bytes, Envelope]:
     address = {
         "return_path": item.mail_from,
@@ -865,7 +844,7 @@ def _dsn(item: Sent) -> tuple[bytes, Envelope]:
 
 
 def test_bounce_storm_stops_by_itself_and_suppresses(
-    smtp_app: Any, sink: Any, bounce_hook: None
+    smtp_app: Any, sink: Any
 ) -> None:
     number = open_by_client(smtp_app)
     to_guest = 0

@@ -1,0 +1,130 @@
+"""Bounce stage of parsing: a delivery failure report read out of a parsed message.
+
+A `message/delivery-status` part (RFC 3464) is read field by field; failing
+that, mail that looks automatic and failed has its failed addresses read from
+the text. The original Message-ID comes from the returned message or its
+headers. It hands on the `InboundMail` with its `BounceReport`, or unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from email import message_from_bytes
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses
+
+from core.classify import is_bounce_sender, looks_like_failure
+from core.mail import BounceReport, InboundMail
+from mailgate.charsets import decode_bytes, header_text
+from mailgate.header_fields import first_id, valid_address
+from mailgate.mime_walk import PartWalk, children
+
+_ORIGINAL_MARKER = re.compile(
+    r"^.*(?:below this line is a copy|original message|this is a copy of the message"
+    r"|header of the original message|message follows|undelivered message).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_FAILED_LINE = re.compile(
+    r"""^\s*(?:[^\n:]*(?:failed|undeliverable)[^\n:]*:\s*)?["<]*"""
+    r"""([^\s"<>@:]+@[^\s"<>:]+?)[">]*:?\s*(?:<mailto:[^>\s]*>)?\s*$""",
+    re.IGNORECASE | re.MULTILINE,
+)
+_DELAY = re.compile(
+    r"delayed|still being retried|will (?:be retried|continue|keep trying)"
+    r"|could not send message for past|not yet been delivered|warning message only",
+    re.IGNORECASE,
+)
+_HEADER_MSG_ID = re.compile(r"^message-id:\s*(<[^>\r\n]+>|\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+def with_bounce(mail: InboundMail, body: PartWalk) -> InboundMail:
+    """The mail with its bounce report, when it is a delivery failure."""
+    report = _dsn_report(body)
+    if report is None:
+        suspicious = (
+            (mail.sender is not None and is_bounce_sender(mail.sender))
+            or mail.header("x-failed-recipients") is not None
+            or mail.return_path == ""
+        )
+        if not (suspicious and looks_like_failure(mail.subject)):
+            return mail
+        report = _text_report(mail, body)
+    if report.original_message_id is None:
+        original = _original_id(body, mail.text)
+        report = BounceReport(report.failed_recipients, report.permanent, original)
+    return replace(mail, bounce=report)
+
+
+def _dsn_report(body: PartWalk) -> BounceReport | None:
+    recipients: list[str] = []
+    permanent = False
+    for part in body.reports:
+        for fields in _dsn_blocks(part):
+            action = fields.get("action", "").lower()
+            status = fields.get("status", "")
+            address = _dsn_address(fields)
+            if not address or action in ("delivered", "relayed", "expanded"):
+                continue
+            recipients.append(address)
+            permanent = permanent or action == "failed" or status.startswith("5")
+    if not recipients:
+        return None
+    return BounceReport(tuple(dict.fromkeys(recipients)), permanent)
+
+
+def _dsn_blocks(part: Message) -> list[dict[str, str]]:
+    if isinstance(part.get_payload(), list):
+        groups = children(part)
+        return [{k.lower(): header_text(str(v)) for k, v in g.raw_items()} for g in groups]
+    texts = re.split(r"\r?\n[ \t]*\r?\n", str(part.get_payload()))
+    found = (re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", t, re.MULTILINE) for t in texts)
+    return [{k.lower(): v.strip() for k, v in pairs} for pairs in found]
+
+
+def _dsn_address(fields: dict[str, str]) -> str | None:
+    for key in ("original-recipient", "final-recipient"):
+        value = fields.get(key, "").rpartition(";")[2].strip().strip("<>").lower()
+        if valid_address(value):
+            return value
+    return None
+
+
+def _text_report(mail: InboundMail, body: PartWalk) -> BounceReport:
+    """A bounce without a delivery-status part: read the failed addresses from the text."""
+    failed = mail.header("x-failed-recipients")
+    report_text = _ORIGINAL_MARKER.split(mail.text, 1)[0]
+    if failed:
+        found = [a.strip().lower() for a in failed.split(",") if valid_address(a.strip())]
+    else:
+        found = [a.lower() for a in _FAILED_LINE.findall(report_text)]
+    if not found:
+        found = _original_recipients(body, mail.text)
+    permanent = not _DELAY.search(f"{mail.subject}\n{report_text}")
+    return BounceReport(tuple(dict.fromkeys(found)), permanent)
+
+
+def _original_recipients(body: PartWalk, text: str) -> list[str]:
+    for source in _original_sources(body, text):
+        headers = message_from_bytes(source.encode("utf-8", "surrogateescape"), policy=compat32)
+        to = getaddresses(headers.get_all("to", []))
+        found = [a.lower() for _, a in to if valid_address(a)]
+        if found:
+            return found
+    return []
+
+
+def _original_sources(body: PartWalk, text: str) -> list[str]:
+    kinds = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
+    sources = [decode_bytes(a.data, None) for a in body.attachments if a.content_type in kinds]
+    parts = _ORIGINAL_MARKER.split(text, 1)
+    return sources + ([parts[1].lstrip("\n")] if len(parts) > 1 else [])
+
+
+def _original_id(body: PartWalk, text: str) -> str | None:
+    for source in _original_sources(body, text):
+        match = _HEADER_MSG_ID.search(source)
+        if match:
+            return first_id(match.group(1))
+    return None
