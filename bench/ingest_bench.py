@@ -37,7 +37,7 @@ from conftest import Daemon, free_port, write_config  # noqa: E402
 
 
 def sample(i: int, lines: int = 30) -> bytes:
-    body = "\r\n".join(f"Line {n} of a customer's message about a broken printer." for n in range(lines))
+    body = "\r\n".join(f"Line {n} of a message about a broken printer." for n in range(lines))
     return (
         f"From: Customer {i % 50} <customer{i % 50}@client.test>\r\n"
         f"To: support@example.com\r\nSubject: Printer problem number {i}\r\n"

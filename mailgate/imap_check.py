@@ -35,7 +35,7 @@ async def _check(mailbox: MailboxSettings, config_dir: Path) -> str | None:
     try:
         folder = await session.select(mailbox.folder)
         if mailbox.move_to:
-            await session.status(mailbox.move_to)
+            await session.require_folder(mailbox.move_to)
     except ImapError as err:
         return str(err)
     finally:

@@ -198,11 +198,11 @@ class ImapSession:
             raise ImapError(f"mailbox {label(self.mailbox)}: folder {folder!r} has no UIDVALIDITY")
         return Folder(validity, exists or 0)
 
-    async def status(self, folder: str) -> str:
-        """STATUS of another folder (a check that it exists)."""
+    async def require_folder(self, folder: str) -> None:
+        """Raise `ImapError` unless `folder` exists (STATUS, so it stays unselected)."""
         response = await self._run(self.client.status(folder_name(folder), "(MESSAGES)"), "STATUS")
-        self._expect(response, f"folder {folder!r}")
-        return _text(response)
+        if response.result != "OK":
+            raise ImapError(f"mailbox {label(self.mailbox)}: folder {folder!r}: {_text(response)}")
 
     async def listing(self, uids: str, first: int = 1) -> list[Listed]:
         """`(uid, size)` of the messages in the UID set, those below `first` left out."""

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import Daemon, run_cli, run_pipe, write_config
+from test_parse_corpus import CORPUS, LIST_SIGNALS, MESSAGES
+from test_smtp import Running
+
 from core.intake import Envelope
 from core.views import import_summary, ticket_document
 from mailgate.accept import accept_message
 from mailgate.parse import collapse, safe_filename
-from test_parse_corpus import CORPUS, LIST_SIGNALS, MESSAGES
-from test_smtp import Running
 
 pytestmark = pytest.mark.skipif(not MESSAGES, reason=f"no corpus at {CORPUS}")
 DEPARTMENT = "support@example.com"
@@ -80,7 +80,7 @@ def _state(app: Any) -> list[dict[str, Any]]:
         for t in tickets
     ]
     outcomes = sorted((r["from"], r["subject"], r["outcome"], r["reason"] or "") for r in log)
-    return sorted(state, key=json.dumps) + [{"imports": outcomes}]
+    return [*sorted(state, key=json.dumps), {"imports": outcomes}]
 
 
 def test_corpus_facts_through_the_pipeline(app: Any) -> None:

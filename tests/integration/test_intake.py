@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import run_cli, run_pipe, write_config
+
 from core import directory
 from core.intake import Decision, Envelope
 from core.tokens import issue_token, reply_address
