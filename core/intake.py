@@ -15,13 +15,24 @@ from core import events
 from core.actors import Actor
 from core.badges import SUB_ACCOUNT, accounts_of, sender_role
 from core.classify import classify_mail
+from core.errors import TicketdError
 from core.mail import Attachment, InboundMail
+from core.mail_commands import read_commands
 from core.matching import Match, match_ticket, resolve
 from core.model import Admin, ImportRecord, Message, ReceivedKey, ThreadLink, Ticket
 from core.notifications import note_bounce
+from core.options import update_ticket
 from core.policy import Policy
 from core.ports import UnitOfWork
-from core.ticketing import NewTicket, admin_reply, client_reply, open_ticket, reopens
+from core.ticketing import (
+    NewTicket,
+    add_note,
+    admin_reply,
+    client_reply,
+    open_ticket,
+    remember_mail_id,
+    reopens,
+)
 from core.tokens import split_reply_address
 
 NEW_TICKET = "new_ticket"
@@ -241,15 +252,29 @@ def _department_admin(uow: UnitOfWork, ticket: Ticket, email: str) -> Admin | No
 
 
 def _admin_reply(intake: _Intake, match: Match, key: str, admin: Admin) -> Decision:
+    """A reply through an admin's token: its text, then its `#commands`, as that admin."""
+    uow, ticket, mail = intake.uow, match.ticket, intake.mail
     actor = Actor(admin.email, admin.name, admin.id, admin.username)
-    message = admin_reply(
-        intake.uow, match.ticket, actor, intake.mail.new_text or intake.mail.text,
-        intake.policy, intake.now, attachments=intake.mail.attachments,
-        mail_message_id=intake.mail.message_id,
-    )
-    message.new_text = intake.mail.new_text
-    _remember_references(intake, match.ticket)
-    return intake.record(REPLY, None, match.ticket, key)
+    parsed = read_commands(mail.new_text or mail.text)
+    if parsed.as_note and parsed.body:
+        add_note(uow, ticket, actor, parsed.body, intake.now)
+        remember_mail_id(uow, ticket, mail.message_id, "received")
+        intake.trace.append("command: #note: the text is a private note")
+    elif parsed.body:
+        message = admin_reply(
+            uow, ticket, actor, parsed.body, intake.policy, intake.now,
+            attachments=allowed_attachments(intake), mail_message_id=mail.message_id,
+        )
+        message.new_text = parsed.body
+    for label, changes in parsed.commands:
+        try:
+            update_ticket(uow, ticket, actor, changes, intake.policy, intake.now)
+        except TicketdError as err:
+            intake.trace.append(f"command: {label} refused: {err}")
+        else:
+            intake.trace.append(f"command: {label} applied")
+    _remember_references(intake, ticket)
+    return intake.record(REPLY, None, ticket, key)
 
 
 def _may_reply(uow: UnitOfWork, ticket: Ticket, sender: str, badge: str) -> bool:

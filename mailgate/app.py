@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from core.automation import EscalationRule
 from core.errors import ConfigError, TransientError
-from core.model import Admin, Department, DepartmentMember
+from core.model import Admin, CustomField, Department, DepartmentMember
 from core.policy import Policy, Status
 from mailgate.settings import Settings
 from storage.blobs import BlobStore
@@ -166,6 +166,10 @@ class App:
                     admin_id = admins[username].id
                     assert admin_id is not None
                     uow.add(DepartmentMember(department_id=dept.id, admin_id=admin_id))
+                known = {f.name.lower() for f in uow.custom_fields(dept.id)}
+                for name in dconf.custom_fields:
+                    if name.lower() not in known:
+                        uow.add(CustomField(department_id=dept.id, name=name))
             uow.commit()
 
     def finish(self, uow: SqlUnitOfWork) -> None:

@@ -1,12 +1,12 @@
 """Parsing stage: raw message bytes in, one `core.mail.InboundMail` out.
 
-The entry of the stage and its message level; the only user of MIME parsing.
-Limits are checked on the raw bytes (`limits`), the header block is repaired,
-large bodies are cut out (`skeleton`) before the stdlib `email` parser
-(compat32, the most lenient) builds the tree, the parts are walked
-(`mime_walk`), and bodies, header fields and bounces are read by their own
-modules. Every header is decoded (`charsets`); anything unexpected becomes
-`MalformedMail`.
+`parse_message` is the entry and the message level. Limits are checked on the
+raw bytes (`limits`), the header block is repaired, large bodies are cut out
+(`skeleton`) before the stdlib `email` parser (compat32, the most lenient)
+builds the tree, the parts are walked (`mime_walk`), and header fields, bodies
+and bounces are read by their own modules, every header decoded (`charsets`).
+These modules are the only users of MIME parsing, python-magic, nh3 and
+mail-parser-reply; anything unexpected becomes `MalformedMail`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ KEPT_HEADERS = frozenset(
     }
 )
 _MBOX_FROM = re.compile(rb"From (?![ \t]*:)")
-_LEADING_BREAKS = re.compile(rb"[\r\n]*")
+_CONTENT = re.compile(rb"[^\r\n]")
 _FOLDED_BOUNDARY = re.compile(rb'(boundary\s*=\s*"[^"\r\n]*)\r?\n[ \t]+([^"\r\n]*")', re.I)
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _SPACED_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:")
@@ -102,8 +102,8 @@ def _normalise(raw: bytes) -> tuple[bytes, bytes, int]:
     start = 0
     if _MBOX_FROM.match(raw):
         start = raw.find(b"\n") + 1 or len(raw)
-    breaks = _LEADING_BREAKS.match(raw, start)
-    start = breaks.end() if breaks else start
+    content = _CONTENT.search(raw, start)  # leading line breaks dropped
+    start = content.start() if content else len(raw)
     if _FOLDED_BOUNDARY.search(raw, start):
         raw, start = _FOLDED_BOUNDARY.sub(rb"\1 \2", raw[start:]), 0
     head, body = _repair_head(raw, start)

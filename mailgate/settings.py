@@ -108,6 +108,7 @@ class DepartmentSettings:
     reopen_on_reply: bool = True
     feedback_requests: bool = True
     auto_acknowledge: bool = True
+    custom_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

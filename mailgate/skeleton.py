@@ -1,13 +1,12 @@
 """Skeleton stage of parsing: the message with its large leaf bodies cut out.
 
-The stdlib parser holds every body as lines of text and joins, encodes and
-splits them again to decode it: several copies of each attachment. Before it
-runs, `cut_bodies` follows the MIME structure as the stdlib feedparser will
-(lines end at CR, LF or CRLF; a line matching an enclosing boundary ends a
-part) and cuts out each leaf body over `CUT_SIZE`, leaving in its part a stub
-header whose name carries a nonce drawn per message, so no sender can forge
-one. It hands on a `Skeleton`: the small message for the stdlib parser, and
-`payload`, which decodes a cut body straight from the original bytes.
+The stdlib parser keeps several copies of every body (lines, joined, encoded);
+so before it runs, `cut_bodies` follows the MIME structure as its feedparser
+will (lines end at CR, LF or CRLF; a line matching any enclosing boundary ends
+a part) and cuts out each leaf body over `CUT_SIZE`, leaving a stub header
+whose name carries a nonce drawn per message, which no sender can forge. It
+hands on a `Skeleton`: the small message for the stdlib parser, and `payload`,
+which decodes a cut body straight from the original bytes.
 """
 
 from __future__ import annotations

@@ -388,3 +388,56 @@ def test_reply_to_a_split_off_message_follows_it(app: Any) -> None:
         app.finish(uow)
     answer = take(app, mail(message_id="m3@client.test", extra="In-Reply-To: <m2@client.test>\n"))
     assert answer.ticket_number == new.number
+
+
+def _admin_token_reply(app: Any, number: str, body: str, message_id: str) -> Decision:
+    with app.uow() as uow:
+        ticket = uow.ticket_by_number(number)
+        token = issue_token(app.policy.token_secret, ticket.id, ticket.version, "alice@example.com")
+    to = reply_address(SUPPORT, token)
+    raw = mail(
+        sender="alice@example.com", subject="Re: fire", message_id=message_id, to=to, body=body
+    )
+    return take(app, raw, to)
+
+
+def test_admin_email_commands_change_the_ticket(app: Any) -> None:
+    first = take(app, mail())
+    number = first.ticket_number or ""
+    decision = _admin_token_reply(
+        app, number, "#priority High\r\n#flag bob\r\n#tag outage\r\n\r\nLooking into it.", "c1@x"
+    )
+    ticket = show(app, number)
+    assert (ticket["priority"], ticket["flagged_to"], ticket["tags"]) == ("High", "bob", ["outage"])
+    assert ticket["messages"][-1]["body"].startswith("Looking into it.")
+    assert ticket["messages"][-1]["badge"] == "operator"
+    assert "command: #flag bob applied" in decision.trace
+
+
+def test_admin_email_note_and_refused_command(app: Any) -> None:
+    first = take(app, mail())
+    number = first.ticket_number or ""
+    decision = _admin_token_reply(
+        app, number, "#note\r\n#flag carol\r\n\r\nCheck the logs.", "c2@x"
+    )
+    ticket = show(app, number)
+    assert ticket["messages"][-1]["kind"] == "note"
+    assert ticket["flagged_to"] is None
+    assert any("#flag carol refused" in step for step in decision.trace)
+    with app.uow() as uow:
+        client_view = ticket_document(uow, uow.ticket_by_number(number), include_notes=False)
+    assert [m["kind"] for m in client_view["messages"]] == ["reply"]
+
+
+def test_commands_from_admin_address_without_token_are_just_text(app: Any) -> None:
+    first = take(app, mail())
+    subject = f"Re: [Ticket #{first.ticket_number}]"
+    take(
+        app,
+        mail(
+            sender="alice@example.com", subject=subject, message_id="c3@x", body="#close\r\nplease"
+        ),
+    )
+    ticket = show(app, first.ticket_number)
+    assert ticket["status"] == "Customer-Reply"
+    assert ticket["messages"][-1]["body"].startswith("#close")
