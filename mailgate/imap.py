@@ -86,6 +86,10 @@ class MailboxPoller:
         self.backoff = Backoff()
 
     @property
+    def interval(self) -> float:
+        return max(1.0, float(self.mailbox.poll_interval_seconds))
+
+    @property
     def config_dir(self) -> Path:
         source = self.app.settings.source
         return Path.cwd() if source == "built-in defaults" else Path(source).resolve().parent
@@ -105,7 +109,7 @@ class MailboxPoller:
                 await self._serve(lock, stop)
                 return
             log.info("mailbox %s is polled by another instance; waiting", self.key)
-            delay = float(self.mailbox.poll_interval_seconds)
+            delay = self.interval
         except Exception as err:  # noqa: BLE001 - the one catch-all for a poll session
             delay = self.backoff.next()
             self._log_failure(err, delay)
@@ -118,13 +122,17 @@ class MailboxPoller:
             recover = True
             while not stop.is_set():
                 await asyncio.to_thread(lock.check)
-                await self.cycle(session, folder.uidvalidity, recover)
+                # Until a listing finds nothing to do: news announced during the
+                # cycle's own commands is not announced again in IDLE.
+                while await self.cycle(session, folder.uidvalidity, recover) and not stop.is_set():
+                    recover = False
                 recover = False
                 self.backoff.reset()
                 if session.client.has_capability("IDLE"):
-                    await session.idle(stop, IDLE_SECONDS)
+                    # Re-issued each interval too, a safety net for a missed notice.
+                    await session.idle(stop, min(IDLE_SECONDS, self.interval))
                 else:
-                    await pause(stop, self.mailbox.poll_interval_seconds)
+                    await pause(stop, self.interval)
         finally:
             await session.close()
 
@@ -145,7 +153,7 @@ class MailboxPoller:
             await asyncio.to_thread(lock.release)
 
     async def cycle(self, session: ImapSession, uidvalidity: int, recover: bool) -> int:
-        """Import what is new; returns how many messages were committed.
+        """Import what is new; returns how many messages it acknowledged or imported.
 
         `recover` also looks below the checkpoint for messages committed but not
         yet acknowledged (a crash between commit and flag) and acknowledges them.
@@ -160,13 +168,11 @@ class MailboxPoller:
         known = await asyncio.to_thread(imported_uids, self.app, self.key, uidvalidity, uids)
         await session.acknowledge(sorted(known), self.mailbox.move_to)
         fresh = [i for i in listed if i.uid not in known and self._fits(uidvalidity, i.uid, i.size)]
-        count = 0
         for batch in batches(fresh):
             fetched = await session.fetch([item.uid for item in batch])
             done = [item.uid for item in fetched if await self._import(uidvalidity, item)]
             await session.acknowledge(done, self.mailbox.move_to)
-            count += len(done)
-        return count
+        return len(known) + len(fresh)
 
     async def _left_behind(self, session: ImapSession, first: int) -> list[Listed]:
         """Messages below the checkpoint still waiting for their flag or move."""
@@ -188,14 +194,16 @@ class MailboxPoller:
         return True
 
     def _fits(self, uidvalidity: int, uid: int, size: int) -> bool:
+        """Whether the message is within smtp.max_message_bytes; warns once when not."""
         limit = self.app.settings.smtp.max_message_bytes
+        if (uidvalidity, uid) in self.oversized:
+            return False
         if size <= limit:
             return True
-        if (uidvalidity, uid) not in self.oversized:
-            found = Oversized(self.key, uidvalidity, uid, size)
-            self.oversized[(uidvalidity, uid)] = found
-            if not self.report:
-                log.warning("%s", found.describe(limit))
+        found = Oversized(self.key, uidvalidity, uid, size)
+        self.oversized[(uidvalidity, uid)] = found
+        if not self.report:
+            log.warning("%s", found.describe(limit))
         return False
 
     def _log_failure(self, err: Exception, delay: float) -> None:

@@ -114,10 +114,12 @@ def oauth_token(mailbox: MailboxSettings, base: Path) -> str:
 class ImapSession:
     """One logged-in connection; `select` before the UID commands."""
 
-    def __init__(self, mailbox: MailboxSettings, client: aioimaplib.IMAP4) -> None:
+    def __init__(
+        self, mailbox: MailboxSettings, client: aioimaplib.IMAP4, lost: asyncio.Event
+    ) -> None:
         self.mailbox = mailbox
         self.client = client
-        self.lost = asyncio.Event()
+        self.lost = lost  # set by aioimaplib when the connection drops
 
     @classmethod
     async def open(cls, mailbox: MailboxSettings, config_dir: Path) -> ImapSession:
@@ -131,8 +133,7 @@ class ImapSession:
             conn_lost_cb=lambda _exc: lost.set(),
             ssl_context=context,
         )
-        session = cls(mailbox, client)
-        session.lost = lost
+        session = cls(mailbox, client, lost)
         try:
             await session._connect()
             await session._login(config_dir)
@@ -180,7 +181,9 @@ class ImapSession:
             else:
                 response = await self.client.login(_quoted(mailbox.username), mailbox.password)
         except (OSError, TimeoutError, aioimaplib.AioImapException) as err:
-            raise ImapError(f"mailbox {label(mailbox)}: login failed: {err!r}") from err
+            # aioimaplib's exceptions may quote the command, and so the password.
+            detail = str(err) if isinstance(err, OSError) else type(err).__name__
+            raise ImapError(f"mailbox {label(mailbox)}: login failed: {detail}") from err
         if response.result != "OK":
             raise ImapError(f"mailbox {label(mailbox)}: login failed: {_text(response)}")
         await self._run(self.client.protocol.capability(), "CAPABILITY")
@@ -252,7 +255,7 @@ class ImapSession:
         finally:
             if self.client.has_pending_idle() and not self.lost.is_set():
                 self.client.idle_done()
-                await asyncio.wait_for(command, TIMEOUT)
+                await self._run(command, "IDLE")
 
     async def _wait_push(self, stop: asyncio.Event, seconds: float) -> None:
         loop = asyncio.get_running_loop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import registry, relationship
 
 from core import model
@@ -11,7 +13,7 @@ mapper_registry = registry(metadata=tables.metadata)
 _mapped = False
 
 
-def _children(cls: type, order_by: object | None = None) -> object:
+def _children(cls: type, order_by: Any) -> Any:
     return relationship(cls, cascade="all, delete-orphan", order_by=order_by)
 
 

@@ -170,11 +170,13 @@ class SqlUnitOfWork:
         if not ids:
             return []
         links = tables.thread_links
-        rows = self.session.execute(
-            select(links.c.mail_message_id, links.c.ticket_id).where(
-                links.c.mail_message_id.in_(ids), links.c.role.in_(roles)
+        rows = list(
+            self.session.execute(
+                select(links.c.mail_message_id, links.c.ticket_id).where(
+                    links.c.mail_message_id.in_(ids), links.c.role.in_(roles)
+                )
             )
-        ).all()
+        )
         order = {mail_id: i for i, mail_id in enumerate(ids)}
         rows.sort(key=lambda row: order[row[0]])
         return [row[1] for row in rows]

@@ -199,6 +199,23 @@ def test_new_mail_arrives_while_running(
     assert account.uids(criteria="SEEN") == [1, 2]
 
 
+def test_reloaded_config_starts_pollers_for_new_mailboxes(
+    tmp_path: Path, database_url: str, configure: Any, dovecot_server: Any
+) -> None:
+    first, second = dovecot_server.add_user(), dovecot_server.add_user()
+    first.append([message(1)])
+    second.append([message(2)])
+    app = configure(mailbox_toml(first))
+    pollers = Pollers(app)
+    try:
+        assert wait_for(lambda: len(tickets(app)) == 1, 5)
+        both = mailbox_toml(first) + mailbox_toml(second)
+        app.reload(load_settings(write_config(tmp_path, database_url, both)))
+        assert wait_for(lambda: len(tickets(app)) == 2, 5)
+    finally:
+        pollers.stop()
+
+
 def test_reconnects_after_server_restart(configure: Any) -> None:
     from dovecot import Dovecot
 
