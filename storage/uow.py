@@ -36,10 +36,14 @@ class SqlUnitOfWork:
         self.blobs = blobs
         self.session: Session
         self.events: list[Event] = []
+        self._departments: list[model.Department] | None = None
+        self._admins: list[model.Admin] | None = None
 
     def __enter__(self) -> SqlUnitOfWork:
         self.session = self._factory()
         self.events = []
+        self._departments = None
+        self._admins = None
         return self
 
     def __exit__(
@@ -206,10 +210,14 @@ class SqlUnitOfWork:
         return self.session.get(model.Department, department_id)
 
     def department_by_email(self, email: str) -> model.Department | None:
-        return self._one(model.Department, tables.departments.c.email == email.lower())
+        wanted = email.lower()
+        return next((d for d in self.departments() if d.email == wanted), None)
 
     def departments(self) -> list[model.Department]:
-        return self._all(model.Department, order=tables.departments.c.id)
+        """All departments, read once per unit of work (a handful of config rows)."""
+        if self._departments is None:
+            self._departments = self._all(model.Department, order=tables.departments.c.id)
+        return self._departments
 
     def members(self, department_id: int) -> list[model.DepartmentMember]:
         return self._all(
@@ -220,10 +228,13 @@ class SqlUnitOfWork:
         return self.session.get(model.Admin, admin_id)
 
     def admin_by_username(self, username: str) -> model.Admin | None:
-        return self._one(model.Admin, tables.admins.c.username == username)
+        return next((a for a in self.admins() if a.username == username), None)
 
     def admins(self) -> list[model.Admin]:
-        return self._all(model.Admin, order=tables.admins.c.id)
+        """All admins, read once per unit of work (a handful of config rows)."""
+        if self._admins is None:
+            self._admins = self._all(model.Admin, order=tables.admins.c.id)
+        return self._admins
 
     def admin_departments(self, admin_id: int) -> list[int]:
         m = tables.department_members
