@@ -1,13 +1,14 @@
 """The daemon-level commands (init, check-config, serve, pipe, poll, run-jobs) and
-the helpers every command shares: loading the app, printing text or JSON."""
+the helpers every command shares: loading the app, printing text or JSON.
+
+Imports stay light here: `ticketd pipe` runs once per message and loads this
+module, so anything heavy is imported inside the command that needs it."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,8 @@ def ready_app(args: argparse.Namespace) -> App:
 
 
 def emit_json(document: Any) -> None:
+    import json
+
     json.dump(document, sys.stdout, indent=2, sort_keys=False, ensure_ascii=False)
     sys.stdout.write("\n")
 
@@ -88,6 +91,8 @@ def _unwritable(folder: Path) -> str | None:
     """Why files cannot be made in `folder` (or, if it is missing, its nearest parent)."""
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
+        import tempfile
+
         with tempfile.NamedTemporaryFile(dir=existing):
             pass
     except OSError as err:
