@@ -19,7 +19,7 @@ from core.badges import OPERATOR
 from core.markdown import render_markdown
 from core.model import NOTE, Message, Ticket
 from core.options import OptionChanges, update_ticket
-from core.policy import CLOSED, PRIORITIES, Policy
+from core.policy import CLOSED, PRIORITIES, EscalationRule, Policy
 from core.ports import UnitOfWork
 from core.ticketing import MENTION, log
 
@@ -30,42 +30,14 @@ FEEDBACK_WINDOW = timedelta(days=7)
 """A ticket closed longer ago than this gets no feedback request (e.g. on first start)."""
 
 
-@dataclass(frozen=True, slots=True)
-class EscalationRule:
-    """Conditions (empty means any; statuses: any active one) and the actions they trigger."""
-
-    name: str
-    departments: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
-    priorities: tuple[str, ...] = ()
-    idle_minutes: int = 0
-    set_status: str = ""
-    set_priority: str = ""
-    set_department: str = ""
-    flag_to: str = ""
-    note: str = ""
-
-    def changes(self) -> OptionChanges:
-        return OptionChanges(
-            status=self.set_status or None,
-            priority=self.set_priority or None,
-            department_email=self.set_department or None,
-            flag_username=self.flag_to or None,
-        )
-
-    def describe(self) -> str:
-        parts = [
-            f"{label} -> {value}"
-            for label, value in (
-                ("status", self.set_status),
-                ("priority", self.set_priority),
-                ("department", self.set_department),
-                ("flag", self.flag_to),
-            )
-            if value
-        ]
-        parts += ["note added"] if self.note else []
-        return f"escalation {self.name!r}: {', '.join(parts)}"
+def rule_changes(rule: EscalationRule) -> OptionChanges:
+    """The option changes an escalation rule makes."""
+    return OptionChanges(
+        status=rule.set_status or None,
+        priority=rule.set_priority or None,
+        department_email=rule.set_department or None,
+        flag_username=rule.flag_to or None,
+    )
 
 
 Candidates = Callable[[UnitOfWork, Policy, datetime], list[int]]
@@ -159,7 +131,7 @@ def _rule_problems(rule: EscalationRule, policy: Policy) -> list[str]:
             lambda d: policy.department_for(d) is not None,
         ),
     ]
-    if rule.changes() == OptionChanges() and not rule.note:
+    if rule_changes(rule) == OptionChanges() and not rule.note:
         problems.append("no action (set_status, set_priority, set_department, flag_to, note)")
     return [f"escalation rule {rule.name!r}: {p}" for p in problems]
 
@@ -228,8 +200,8 @@ def escalate(
     email = department.email if department else ""
     if not escalation_due(ticket, rule, email, policy, now):
         return None
-    if rule.changes() != OptionChanges():
-        update_ticket(uow, ticket, SYSTEM, rule.changes(), policy, now)
+    if rule_changes(rule) != OptionChanges():
+        update_ticket(uow, ticket, SYSTEM, rule_changes(rule), policy, now)
     if rule.note:
         _system_note(uow, ticket, rule.note, now)
     log(ticket, SYSTEM, ESCALATION, rule.name, now)

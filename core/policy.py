@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from core.numbers import DEFAULT_MASK
-
-if TYPE_CHECKING:
-    from core.automation import EscalationRule
 
 OPEN = "Open"
 ANSWERED = "Answered"
@@ -34,6 +30,36 @@ DEFAULT_STATUSES = (
     Status("In Progress"),
     Status(CLOSED, active=False),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationRule:
+    """Conditions (empty means any; statuses: any active one) and the actions they trigger."""
+
+    name: str
+    departments: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    priorities: tuple[str, ...] = ()
+    idle_minutes: int = 0
+    set_status: str = ""
+    set_priority: str = ""
+    set_department: str = ""
+    flag_to: str = ""
+    note: str = ""
+
+    def describe(self) -> str:
+        parts = [
+            f"{label} -> {value}"
+            for label, value in (
+                ("status", self.set_status),
+                ("priority", self.set_priority),
+                ("department", self.set_department),
+                ("flag", self.flag_to),
+            )
+            if value
+        ]
+        parts += ["note added"] if self.note else []
+        return f"escalation {self.name!r}: {', '.join(parts)}"
 
 
 @dataclass(frozen=True, slots=True)

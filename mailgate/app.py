@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -16,10 +16,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from core.automation import EscalationRule
 from core.errors import ConfigError, TransientError
 from core.model import Admin, CustomField, Department, DepartmentMember
-from core.policy import Policy, Status
+from core.policy import Policy
 from mailgate.settings import Settings
 from storage.blobs import BlobStore
 from storage.engine import make_engine
@@ -69,7 +68,7 @@ class App:
         if self.settings.outbound.message_id_domain:
             domains.add(self.settings.outbound.message_id_domain.lower())
         return Policy(
-            statuses=tuple(Status(s.name, s.active, s.auto_close) for s in t.statuses),
+            statuses=t.statuses,
             number_mask=t.number_mask,
             allowed_extensions=tuple(e.lower() for e in t.allowed_attachment_extensions),
             close_inactive_hours=t.close_inactive_hours,
@@ -83,7 +82,7 @@ class App:
                 for d in self.settings.departments
                 for address in (d.email, *d.aliases)
             },
-            escalations=tuple(EscalationRule(**asdict(e)) for e in self.settings.escalations),
+            escalations=self.settings.escalations,
         )
 
     def init(self) -> list[str]:

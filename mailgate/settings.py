@@ -17,6 +17,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.numbers import validate_mask
+from core.policy import DEFAULT_STATUSES, EscalationRule, Status
 
 DEFAULT_EXTENSIONS = (".jpg", ".png", ".gif", ".pdf", ".txt", ".log", ".zip")
 SECRET_KEYS = frozenset({"password", "token_secret", "smtp_password", "url"})
@@ -71,28 +72,11 @@ class OutboundSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusSettings:
-    name: str
-    active: bool = True
-    auto_close: bool = False
-
-
-DEFAULT_STATUSES = (
-    StatusSettings("Open"),
-    StatusSettings("Answered", auto_close=True),
-    StatusSettings("Customer-Reply", auto_close=True),
-    StatusSettings("On Hold"),
-    StatusSettings("In Progress"),
-    StatusSettings("Closed", active=False),
-)
-
-
-@dataclass(frozen=True, slots=True)
 class TicketSettings:
     close_inactive_hours: int = 72
     allowed_attachment_extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     number_mask: str = "%n%n%n%n%n%n"
-    statuses: tuple[StatusSettings, ...] = DEFAULT_STATUSES
+    statuses: tuple[Status, ...] = DEFAULT_STATUSES
     rate_limit_count: int = 10
     rate_limit_minutes: int = 5
     acknowledgement_window_minutes: int = 60
@@ -144,22 +128,6 @@ class MailboxSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class EscalationSettings:
-    """One `[[escalations]]` rule: conditions (empty = any) and the actions to take."""
-
-    name: str
-    departments: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
-    priorities: tuple[str, ...] = ()
-    idle_minutes: int = 0
-    set_status: str = ""
-    set_priority: str = ""
-    set_department: str = ""
-    flag_to: str = ""
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole configuration; paths already resolved to absolute ones."""
 
@@ -173,7 +141,7 @@ class Settings:
     departments: tuple[DepartmentSettings, ...] = ()
     admins: tuple[AdminSettings, ...] = ()
     mailboxes: tuple[MailboxSettings, ...] = ()
-    escalations: tuple[EscalationSettings, ...] = ()
+    escalations: tuple[EscalationRule, ...] = ()
     source: str = "built-in defaults"
 
     def department(self, email: str) -> DepartmentSettings | None:

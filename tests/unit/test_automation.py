@@ -9,7 +9,6 @@ import pytest
 from core.automation import (
     ESCALATION,
     FEEDBACK_REQUESTED,
-    EscalationRule,
     auto_close_due,
     escalation_due,
     feedback_due,
@@ -19,7 +18,7 @@ from core.automation import (
 from core.errors import UsageError
 from core.knowledgebase import rank_articles, words
 from core.model import KbArticle, LogEntry, Ticket
-from core.policy import Policy
+from core.policy import EscalationRule, Policy
 from core.reports import build_report
 from mailgate.jobs import parse_now
 
