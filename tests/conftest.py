@@ -35,18 +35,41 @@ def _server_url() -> str | None:
     return os.environ.get("TICKETD_TEST_DATABASE_URL") or None
 
 
-def _create_database(server_url: str) -> str:
+def _create_database(server_url: str, template: str | None = None) -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     name = f"ticketd_t_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     finally:
         engine.dispose()
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+_TEMPLATES: dict[str, str] = {}
+
+
+def _migrated_template(server_url: str) -> str:
+    """A database with the schema in place, created once per run and copied per test."""
+    if server_url not in _TEMPLATES:
+        import atexit
+
+        from sqlalchemy.engine import make_url
+
+        from storage import schema
+        from storage.engine import make_engine
+
+        url = _create_database(server_url)
+        engine = make_engine(url)
+        schema.upgrade(engine)
+        engine.dispose()
+        _TEMPLATES[server_url] = str(make_url(url).database)
+        atexit.register(_drop_database, server_url, url)
+    return _TEMPLATES[server_url]
 
 
 def _drop_database(server_url: str, url: str) -> None:
@@ -69,7 +92,7 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     if server is None:
         yield f"sqlite:///{tmp_path / 'var' / 'ticketd.sqlite3'}"
         return
-    url = _create_database(server)
+    url = _create_database(server, _migrated_template(server))
     try:
         yield url
     finally:
