@@ -162,8 +162,11 @@ def ticket_list(args: argparse.Namespace) -> int:
 
 
 def ticket_show(args: argparse.Namespace) -> int:
+    """The ticket itself; a merged one shows where it went (`merged_into`)."""
     with _work(args) as (_app, uow):
-        ticket = _ticket(uow, args, None)
+        ticket = uow.ticket_by_number(args.number.strip().lstrip("#"))
+        if ticket is None:
+            raise NotFound(f"no ticket {args.number}")
         document = ticket_document(uow, ticket)
     if args.json:
         emit_json(document)
