@@ -110,20 +110,22 @@ class App:
         return done
 
     def ensure_schema(self) -> None:
-        """Run `init` only when the database is not at the newest revision (a cheap check)."""
+        """Run `init` unless the schema is at the newest revision and the secret exists."""
         from sqlalchemy import text
 
         Path(self.settings.data_dir).mkdir(parents=True, exist_ok=True)
         if self.engine.dialect.name == "sqlite" and self.engine.url.database:
             Path(self.engine.url.database).parent.mkdir(parents=True, exist_ok=True)
 
-        try:
-            with self.engine.connect() as connection:
-                found = connection.execute(text("SELECT version_num FROM alembic_version"))
-                if [row[0] for row in found] == [HEAD_REVISION]:
-                    return
-        except (OperationalError, ProgrammingError):
-            pass
+        secret = self.settings.security
+        if secret.token_secret or Path(secret.token_secret_file).exists():
+            try:
+                with self.engine.connect() as connection:
+                    found = connection.execute(text("SELECT version_num FROM alembic_version"))
+                    if [row[0] for row in found] == [HEAD_REVISION]:
+                        return
+            except (OperationalError, ProgrammingError):
+                pass
         self.init()
 
     def upgrade_schema(self) -> None:

@@ -6,6 +6,7 @@ decides anything; it finds, adds and deletes domain objects.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -26,12 +27,25 @@ from storage.mapping import map_domain
 T = TypeVar("T")
 
 
+_FACTORIES: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _session_factory(engine: Engine) -> sessionmaker[Session]:
+    """One session factory per engine (each sessionmaker defines a Session class)."""
+    factory = _FACTORIES.get(engine)
+    if factory is None:
+        factory = _FACTORIES[engine] = sessionmaker(engine, expire_on_commit=False)
+    return factory
+
+
 class SqlUnitOfWork:
     """A session used for one transaction; leaving without `commit` rolls back."""
 
     def __init__(self, engine: Engine, blobs: BlobStore) -> None:
         map_domain()
-        self._factory = sessionmaker(engine, expire_on_commit=False)
+        self._factory = _session_factory(engine)
         self._lock_rows = not is_sqlite(engine)
         self.blobs = blobs
         self.session: Session

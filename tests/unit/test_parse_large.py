@@ -57,7 +57,7 @@ def _message(files: dict[str, bytes], extra: dict[str, str] | None = None) -> by
     extra = extra or {}
     parts = [_part(name, data, extra.get(name, "")) for name, data in files.items()]
     body = (
-        b"--A\r\nContent-Type: multipart/alternative; boundary=\"B\"\r\n\r\n"
+        b'--A\r\nContent-Type: multipart/alternative; boundary="B"\r\n\r\n'
         b"--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe files, as promised.\r\n"
         b"--B\r\nContent-Type: text/html\r\n\r\n<p>The files, as promised.</p>\r\n--B--\r\n"
     )
