@@ -8,17 +8,31 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 
 from core.mail import Address
-from mailgate.charsets import collapse
+from mailgate.charsets import collapse, decode_words, fix_8bit
 
 _MSG_ID = re.compile(r"<([^<>]*)>")
+_WORD = r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?="
+_ENCODED_RUN = re.compile(rf"{_WORD}(?:\s+{_WORD})*")
+_QUOTED = re.compile(r'("(?:[^"\\]|\\.)*")')
+_UNESCAPE = re.compile(r"\\(.)")
 
 
-def addresses(headers: list[tuple[str, str]], name: str) -> tuple[Address, ...]:
-    """The valid addresses of every `name` header, in order."""
-    values = [value for key, value in headers if key == name]
+def addresses(msg: Message, name: str) -> tuple[Address, ...]:
+    """The valid addresses of every `name` header, in order.
+
+    Encoded words become quoted strings before the header is split into
+    mailboxes, so an encoded display name (`=?utf-8?q?a_b@evil?=`) stays a
+    name and can never turn into an address or a group of its own.
+    """
+    values = [
+        _protect_words(collapse(fix_8bit(str(value))))
+        for key, value in msg.raw_items()
+        if key.strip().lower() == name
+    ]
     found = []
     for display, addr in getaddresses(values):
         if valid_address(addr):
@@ -26,10 +40,28 @@ def addresses(headers: list[tuple[str, str]], name: str) -> tuple[Address, ...]:
     return tuple(found)
 
 
+def _protect_words(value: str) -> str:
+    """Encoded words, in or out of quotes, as decoded quoted strings."""
+    parts = _QUOTED.split(value)
+    for index, part in enumerate(parts):
+        if index % 2:
+            parts[index] = _quote(decode_words(_UNESCAPE.sub(r"\1", part[1:-1])))
+        else:
+            parts[index] = _ENCODED_RUN.sub(lambda m: _quote(decode_words(m.group(0))), part)
+    return "".join(parts)
+
+
+def _quote(text: str) -> str:
+    """`text` on one line as a quoted string."""
+    text = collapse(text)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def valid_address(addr: str) -> bool:
     """A local part and a domain, and nothing that cannot be in an addr-spec."""
     local, _, domain = addr.rpartition("@")
-    return bool(local and domain) and not re.search(r"[\s\x00-\x1f\x7f<>]", addr)
+    unsafe = re.search(r"[\s\x00-\x1f\x7f<>\"]", addr) or "=?" in addr
+    return bool(local and domain) and not unsafe
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:

@@ -766,7 +766,6 @@ def test_hostile_subject_and_name_never_add_or_split_a_header(
         assert f"[Ticket #{decision.ticket_number}]" in str(item.msg["Subject"])
 
 
-@pytest.mark.xfail(reason="mailgate/parse.py takes the address from a decoded display name")
 def test_encoded_display_name_cannot_change_the_requester(smtp_app: Any) -> None:
     raw = (
         b"From: =?utf-8?q?Eve_Bcc:_evil@x.test?= <eve@guest.test>\r\n"

@@ -1,0 +1,37 @@
+"""Address headers: encoded display names stay names, whatever they decode to."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailgate.parse import parse_message
+
+
+@pytest.mark.parametrize(
+    ("from_header", "email", "name"),
+    [
+        (
+            b"=?utf-8?q?Eve_Bcc:_evil@x.test?= <eve@guest.test>",
+            "eve@guest.test",
+            "Eve Bcc: evil@x.test",
+        ),
+        (b"=?utf-8?q?a=40b.test?= <real@x.test>", "real@x.test", "a@b.test"),
+        (b"=?utf-8?q?=3Cevil@x.test=3E?= <real@x.test>", "real@x.test", "<evil@x.test>"),
+        (b"=?utf-8?q?J=C3=B6hn?= =?utf-8?q?_Doe?= <j@x.test>", "j@x.test", "J\u00f6hn Doe"),
+        (b'"=?utf-8?q?a=22b?=" <q@x.test>', "q@x.test", 'a"b'),
+        (b'"Smith, J\\"r" <s@x.test>', "s@x.test", 'Smith, J"r'),
+        (b"=?utf-8?q?Eve=0D=0ABcc:_x?= <eve@x.test>", "eve@x.test", "Eve Bcc: x"),
+        (b"plain@x.test", "plain@x.test", ""),
+    ],
+)
+def test_sender_comes_from_the_address_never_the_name(
+    from_header: bytes, email: str, name: str
+) -> None:
+    mail = parse_message(b"From: " + from_header + b"\r\nSubject: s\r\n\r\nbody\r\n")
+    assert mail.sender is not None
+    assert (mail.sender.email, mail.sender.name) == (email, name)
+
+
+def test_encoded_word_cannot_be_an_address() -> None:
+    mail = parse_message(b"From: =?utf-8?q?x?=@evil.test\r\nSubject: s\r\n\r\nbody\r\n")
+    assert mail.sender is None
