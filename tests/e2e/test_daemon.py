@@ -1,0 +1,42 @@
+"""`ticketd serve` as ops run it: SIGHUP reloads the config, SIGTERM stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import smtplib
+import time
+from pathlib import Path
+
+from conftest import Daemon
+
+
+def _rcpt(port: int, address: str) -> int:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo()
+        client.mail("dana@client.test")
+        return int(client.rcpt(address)[0])
+
+
+def test_sighup_reloads_departments_and_sigterm_exits_zero(
+    tmp_path: Path, database_url: str
+) -> None:
+    daemon = Daemon(tmp_path, database_url)
+    try:
+        assert _rcpt(daemon.port, "billing@example.com") == 550
+        text = daemon.config.read_text(encoding="utf-8")
+        daemon.config.write_text(
+            text + '[[departments]]\nname = "Billing"\nemail = "billing@example.com"\n'
+            'members = ["alice"]\n',
+            encoding="utf-8",
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while _rcpt(daemon.port, "billing@example.com") != 250:
+            assert time.monotonic() < deadline, "config was not reloaded"
+            time.sleep(0.1)
+        daemon.config.write_text("not = [valid", encoding="utf-8")
+        daemon.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert _rcpt(daemon.port, "billing@example.com") == 250
+    finally:
+        assert daemon.stop() == 0
