@@ -51,8 +51,10 @@ def rate(count: int, seconds: float) -> float:
 
 
 def report(name: str, ours: float, baseline: float) -> None:
-    print(f"{name}: ticketd {ours:.1f} msg/s, baseline {baseline:.1f} msg/s, "
-          f"ratio {ours / baseline:.2f}")
+    print(
+        f"{name}: ticketd {ours:.1f} msg/s, baseline {baseline:.1f} msg/s, "
+        f"ratio {ours / baseline:.2f}"
+    )
 
 
 BARE_PIPE = textwrap.dedent(
@@ -83,18 +85,28 @@ def bench_pipe(count: int, url: str | None, folder: Path) -> None:
     daemon = Daemon(folder / "served", url or f"sqlite:///{folder / 'served' / 'var/t.db'}")
     try:
         served = time_processes(
-            lambda _: [TICKETD, "--config", str(daemon.config), "pipe",
-                       "--department", "support@example.com"], count)
+            lambda _: [
+                TICKETD,
+                "--config",
+                str(daemon.config),
+                "pipe",
+                "--department",
+                "support@example.com",
+            ],
+            count,
+        )
     finally:
         daemon.stop()
     config = write_config(folder / "alone", url or f"sqlite:///{folder / 'alone' / 'var/t.db'}")
     subprocess.run([TICKETD, "--config", str(config), "init"], check=True, capture_output=True)
     alone = time_processes(
-        lambda _: [TICKETD, "--config", str(config), "pipe",
-                   "--department", "support@example.com"], max(count // 4, 5))
+        lambda _: [TICKETD, "--config", str(config), "pipe", "--department", "support@example.com"],
+        max(count // 4, 5),
+    )
     report("pipe (daemon running)", rate(count, served), rate(count, bare))
-    report("pipe (no daemon, imports in process)", rate(max(count // 4, 5), alone),
-           rate(count, bare))
+    report(
+        "pipe (no daemon, imports in process)", rate(max(count // 4, 5), alone), rate(count, bare)
+    )
 
 
 def send(port: int, messages: list[bytes]) -> None:
@@ -191,12 +203,12 @@ def big_message(megabytes: int) -> bytes:
         encoded = base64.encodebytes(chunk).decode()
         parts.append(
             f"--B\r\nContent-Type: application/octet-stream\r\n"
-            f"Content-Disposition: attachment; filename=\"{name}\"\r\n"
+            f'Content-Disposition: attachment; filename="{name}"\r\n'
             f"Content-Transfer-Encoding: base64\r\n\r\n{encoded}\r\n"
         )
     return (
         "From: Big <big@client.test>\r\nTo: support@example.com\r\nSubject: big files\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B"\r\n\r\n'
         "--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" + "".join(parts) + "--B--\r\n"
     ).encode()
 
@@ -208,11 +220,15 @@ def bench_memory(megabytes: int, folder: Path) -> None:
     (folder / "probe").mkdir()
     out = subprocess.run(
         [sys.executable, "-c", MEMORY_PROBE, str(folder / "probe"), str(path), str(REPO / "tests")],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     outcome, peak = out[0], int(out[1])
-    print(f"memory: {len(raw) / 1e6:.1f} MB message ({outcome}), peak allocation while importing "
-          f"{peak / 1e6:.1f} MB, ratio {peak / len(raw):.2f} of the message size (target < 4)")
+    print(
+        f"memory: {len(raw) / 1e6:.1f} MB message ({outcome}), peak allocation while importing "
+        f"{peak / 1e6:.1f} MB, ratio {peak / len(raw):.2f} of the message size (target < 4)"
+    )
 
 
 def main() -> None:

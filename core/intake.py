@@ -236,8 +236,14 @@ def _client_reply(intake: _Intake, ticket: Ticket, badge: str) -> None:
     mail = intake.mail
     author = Actor(intake.sender, mail.sender.name if mail.sender else "")
     message = client_reply(
-        intake.uow, ticket, author, badge, mail.text, intake.now,
-        mail.message_id, allowed_attachments(intake),
+        intake.uow,
+        ticket,
+        author,
+        badge,
+        mail.text,
+        intake.now,
+        mail.message_id,
+        allowed_attachments(intake),
     )
     _fill_mail_html(intake, message)
     _remember_references(intake, ticket)
@@ -262,8 +268,14 @@ def _admin_reply(intake: _Intake, match: Match, key: str, admin: Admin) -> Decis
         intake.trace.append("command: #note: the text is a private note")
     elif parsed.body:
         message = admin_reply(
-            uow, ticket, actor, parsed.body, intake.policy, intake.now,
-            attachments=allowed_attachments(intake), mail_message_id=mail.message_id,
+            uow,
+            ticket,
+            actor,
+            parsed.body,
+            intake.policy,
+            intake.now,
+            attachments=allowed_attachments(intake),
+            mail_message_id=mail.message_id,
         )
         message.new_text = parsed.body
     for label, changes in parsed.commands:
@@ -327,9 +339,7 @@ def _open(intake: _Intake, department: str) -> Ticket:
         mail_message_id=mail.message_id,
         attachments=allowed_attachments(intake),
     )
-    ticket = open_ticket(
-        intake.uow, request, Actor(intake.sender, name), intake.policy, intake.now
-    )
+    ticket = open_ticket(intake.uow, request, Actor(intake.sender, name), intake.policy, intake.now)
     _fill_mail_html(intake, ticket.messages[0])
     _remember_references(intake, ticket)
     return ticket
@@ -346,7 +356,6 @@ def _department(intake: _Intake) -> str | None:
     return None
 
 
-
 def force_import(
     uow: UnitOfWork,
     record: ImportRecord,
@@ -355,9 +364,9 @@ def force_import(
     now: datetime,
 ) -> Ticket:
     """Import a blocked message anyway, as the seed's import log allows, and mark it."""
-    envelope = Envelope(record.transport, None, tuple(
-        r.strip() for r in record.recipients.split(",") if r.strip()
-    ))
+    envelope = Envelope(
+        record.transport, None, tuple(r.strip() for r in record.recipients.split(",") if r.strip())
+    )
     stored = Stored(record.raw_sha256, record.raw_size)
     intake = _Intake(uow, mail, envelope, stored, policy, now, json.loads(record.trace))
     intake.trace.append(f"import: forced by an admin at {now.isoformat()}")

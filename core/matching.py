@@ -118,8 +118,6 @@ def _by_reverse_reference(uow: UnitOfWork, mail: InboundMail, trace: list[str]) 
     for ticket_id in uow.tickets_by_mail_id([mail.message_id], ("referenced",)):
         ticket = _found(uow, ticket_id)
         if ticket is not None:
-            trace.append(
-                f"match: ticket {ticket.number} already holds a reply to this Message-ID"
-            )
+            trace.append(f"match: ticket {ticket.number} already holds a reply to this Message-ID")
             return Match(ticket, "referenced", mail.message_id)
     return None

@@ -176,9 +176,7 @@ def _move_department(
     ticket.department_id = department.id
     log_change(ticket, actor, "department", old.email if old else old_id, department.email, now)
     assert ticket.id is not None
-    uow.events.append(
-        events.DepartmentChanged(ticket.id, actor.admin_id, old_id, department.id)
-    )
+    uow.events.append(events.DepartmentChanged(ticket.id, actor.admin_id, old_id, department.id))
 
 
 def flag_ticket(
@@ -228,4 +226,3 @@ def watch(uow: UnitOfWork, ticket: Ticket, actor: Actor, on: bool, now: datetime
         ticket.watches[:] = [w for w in ticket.watches if w.admin_id != actor.admin_id]
     log(ticket, actor, "watch" if on else "unwatch", actor.label, now)
     return True
-

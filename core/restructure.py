@@ -45,8 +45,14 @@ def merge_tickets(
     for other in others:
         _absorb(uow, target, other, actor, now)
     if latest.last_reply_at > target.last_reply_at:
-        log_change(target, actor, "reply", target.last_reply_at.isoformat(),
-                   latest.last_reply_at.isoformat(), now)
+        log_change(
+            target,
+            actor,
+            "reply",
+            target.last_reply_at.isoformat(),
+            latest.last_reply_at.isoformat(),
+            now,
+        )
         target.last_reply_at = latest.last_reply_at
     target.last_activity_at = now
     target.messages.sort(key=lambda m: (m.created_at, m.id or 0))
@@ -65,8 +71,9 @@ def _absorb(uow: UnitOfWork, target: Ticket, other: Ticket, actor: Actor, now: d
     have_tags = {t.tag for t in target.tags}
     target.tags += [TicketTag(tag=t.tag) for t in other.tags if t.tag not in have_tags]
     watchers = {w.admin_id for w in target.watches}
-    target.watches += [Watch(admin_id=w.admin_id) for w in other.watches
-                       if w.admin_id not in watchers]
+    target.watches += [
+        Watch(admin_id=w.admin_id) for w in other.watches if w.admin_id not in watchers
+    ]
     other.cc.clear()
     other.tags.clear()
     other.watches.clear()

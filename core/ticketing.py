@@ -284,9 +284,7 @@ def reopens(ticket: Ticket, department_reopens: bool) -> bool:
     return ticket.status != CLOSED or department_reopens
 
 
-def add_note(
-    uow: UnitOfWork, ticket: Ticket, actor: Actor, body: str, now: datetime
-) -> Message:
+def add_note(uow: UnitOfWork, ticket: Ticket, actor: Actor, body: str, now: datetime) -> Message:
     """A private admin note; each `@username` of a known admin gets a mention."""
     check_access(uow, ticket, actor)
     if not actor.is_admin:

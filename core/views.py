@@ -63,17 +63,14 @@ def ticket_summary(uow: UnitOfWork, ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def ticket_document(
-    uow: UnitOfWork, ticket: Ticket, include_notes: bool = True
-) -> dict[str, Any]:
+def ticket_document(uow: UnitOfWork, ticket: Ticket, include_notes: bool = True) -> dict[str, Any]:
     """The whole ticket; `include_notes=False` is what a client may see (no notes,
     no internal log, watchers or blocked replies)."""
     assert ticket.id is not None
     merged = uow.ticket(ticket.merged_into_id) if ticket.merged_into_id else None
     document = ticket_summary(uow, ticket)
     visible = [
-        m for m in ticket.messages
-        if m.deleted_at is None and (include_notes or m.kind != NOTE)
+        m for m in ticket.messages if m.deleted_at is None and (include_notes or m.kind != NOTE)
     ]
     document |= {
         "client_id": ticket.client_id,

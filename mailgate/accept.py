@@ -48,14 +48,12 @@ def accept_oversized(app: App, head: bytes, envelope: Envelope) -> Decision:
     """Log a message over the size limit, keeping the part that was read."""
     stored = _store(app, head)
     detail = f"larger than {len(head)} bytes; the first {len(head)} bytes are kept"
-    return _commit(app, lambda uow: record_unreadable(
-        uow, envelope, stored, "too_large", detail, utcnow()
-    ))
+    return _commit(
+        app, lambda uow: record_unreadable(uow, envelope, stored, "too_large", detail, utcnow())
+    )
 
 
-def accept_message(
-    app: App, raw: bytes, envelope: Envelope, also: Also | None = None
-) -> Decision:
+def accept_message(app: App, raw: bytes, envelope: Envelope, also: Also | None = None) -> Decision:
     """Take in one message; returns once its outcome is committed.
 
     `also` runs inside the same transaction, after the decision (the IMAP
@@ -69,21 +67,27 @@ def accept_message(
     except MalformedMail as err:
         log.warning("message %s unreadable: %s", stored.sha256[:12], err.detail)
         reason, detail = err.reason, err.detail
-        return _commit(app, lambda uow: record_unreadable(
-            uow, envelope, stored, reason, detail, utcnow()
-        ), also)
+        return _commit(
+            app,
+            lambda uow: record_unreadable(uow, envelope, stored, reason, detail, utcnow()),
+            also,
+        )
     try:
-        return _commit(app, lambda uow: receive_mail(
-            uow, mail, envelope, stored, policy, utcnow()
-        ), also)
+        return _commit(
+            app, lambda uow: receive_mail(uow, mail, envelope, stored, policy, utcnow()), also
+        )
     except TransientError:
         raise
     except Exception as err:  # the one catch-all for a message
         log.exception("message %s could not be processed", stored.sha256[:12])
         detail = f"processing failed ({type(err).__name__}); raw kept, importable once fixed"
-        return _commit(app, lambda uow: record_unreadable(
-            uow, envelope, stored, "internal_error", detail, utcnow()
-        ), also)
+        return _commit(
+            app,
+            lambda uow: record_unreadable(
+                uow, envelope, stored, "internal_error", detail, utcnow()
+            ),
+            also,
+        )
 
 
 def _commit(
@@ -98,8 +102,11 @@ def _commit(
                     also(uow, decision)
                 app.finish(uow)
             log.info(
-                "import %s: %s %s ticket %s", decision.import_id, decision.outcome,
-                decision.reason or "", decision.ticket_number or "-",
+                "import %s: %s %s ticket %s",
+                decision.import_id,
+                decision.outcome,
+                decision.reason or "",
+                decision.ticket_number or "-",
             )
             return decision
         except Conflict:

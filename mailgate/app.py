@@ -147,7 +147,9 @@ class App:
                     uow.add(admin)
                     admins[conf.username] = admin
                 admin.name, admin.email, admin.signature = (
-                    conf.name, conf.email.lower(), conf.signature
+                    conf.name,
+                    conf.email.lower(),
+                    conf.signature,
                 )
             departments = {d.email: d for d in uow.departments()}
             for dconf in self.settings.departments:

@@ -83,14 +83,23 @@ def client_add(args: argparse.Namespace) -> int:
 
 def client_add_user(args: argparse.Namespace) -> int:
     return _save(
-        args, directory.add_client_user, args.client_id, args.email, args.name,
-        not args.no_ticket_emails, utcnow(),
+        args,
+        directory.add_client_user,
+        args.client_id,
+        args.email,
+        args.name,
+        not args.no_ticket_emails,
+        utcnow(),
     )
 
 
 def client_add_contact(args: argparse.Namespace) -> int:
     return _save(
-        args, directory.add_contact, args.client_id, args.email, args.name,
+        args,
+        directory.add_contact,
+        args.client_id,
+        args.email,
+        args.name,
         not args.no_ticket_emails,
     )
 
@@ -154,8 +163,15 @@ def importlog_list(args: argparse.Namespace) -> int:
         emit_table(
             ("ID", "RECEIVED", "OUTCOME", "REASON", "TICKET", "FROM", "SUBJECT"),
             [
-                (r["id"], r["received_at"][:16], r["outcome"], r["reason"] or "",
-                 r["ticket"] or "", r["from"], r["subject"])
+                (
+                    r["id"],
+                    r["received_at"][:16],
+                    r["outcome"],
+                    r["reason"] or "",
+                    r["ticket"] or "",
+                    r["from"],
+                    r["subject"],
+                )
                 for r in rows
             ],
         )

@@ -153,8 +153,14 @@ def ticket_list(args: argparse.Namespace) -> int:
         emit_table(
             ("NUMBER", "STATUS", "PRIORITY", "LAST REPLY", "FLAG", "SUBJECT"),
             [
-                (r["number"], r["status"], r["priority"], r["last_reply_at"][:16],
-                 r["flagged_to"] or "", r["subject"])
+                (
+                    r["number"],
+                    r["status"],
+                    r["priority"],
+                    r["last_reply_at"][:16],
+                    r["flagged_to"] or "",
+                    r["subject"],
+                )
                 for r in rows
             ],
         )
@@ -192,8 +198,10 @@ def _print_ticket(doc: dict[str, Any]) -> None:
         out(f"  {len(doc['blocked_replies'])} blocked repl(ies): see 'ticketd importlog list'\n")
     for m in doc["messages"]:
         kind = "NOTE" if m["kind"] == "note" else m["badge"]
-        out(f"\n--- #{m['id']} {m['created_at'][:16]} {m['author_name']} <{m['author_email']}>"
-            f" [{kind}]\n")
+        out(
+            f"\n--- #{m['id']} {m['created_at'][:16]} {m['author_name']} <{m['author_email']}>"
+            f" [{kind}]\n"
+        )
         out(m["body"].rstrip() + "\n")
         for a in m["attachments"]:
             out(f"  [attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)\n")
@@ -301,8 +309,16 @@ def ticket_split(args: argparse.Namespace) -> int:
         actor = admin_actor(uow, args.admin)
         ticket = _ticket(uow, args, actor)
         new = restructure.split_ticket(
-            uow, ticket, parse_ids(args.messages), actor, app.policy, utcnow(),
-            args.department, args.priority, args.subject, args.notify,
+            uow,
+            ticket,
+            parse_ids(args.messages),
+            actor,
+            app.policy,
+            utcnow(),
+            args.department,
+            args.priority,
+            args.subject,
+            args.notify,
         )
         return _done(app, uow, new.number)
 

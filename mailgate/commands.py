@@ -44,9 +44,7 @@ def emit_json(document: Any) -> None:
 def emit_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """A plain aligned table, cells cut to keep lines within a terminal."""
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [
-        min(max([len(h)] + [len(r[i]) for r in cells]), 40) for i, h in enumerate(headers)
-    ]
+    widths = [min(max([len(h)] + [len(r[i]) for r in cells]), 40) for i, h in enumerate(headers)]
     for row in [list(headers), *cells]:
         line = "  ".join(v[: widths[i]].ljust(widths[i]) for i, v in enumerate(row))
         sys.stdout.write(line.rstrip() + "\n")
@@ -178,4 +176,3 @@ def parse_ids(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError as err:
         raise UsageError(f"expected comma-separated ids, got {text!r}") from err
-

@@ -105,4 +105,3 @@ def _import_here(
     finally:
         app.engine.dispose()
     return 0
-

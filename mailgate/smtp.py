@@ -38,7 +38,11 @@ class IntakeHandler:
         self.idle.set()
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
         rcpt_options: list[str],
     ) -> str:
         base, _ = split_reply_address(address.lower())
@@ -75,8 +79,9 @@ class IntakeHandler:
 class IntakeSMTP(SMTP):
     """aiosmtpd's SMTP with long lines accepted, enhanced size codes and a session cap."""
 
-    def __init__(self, handler: IntakeHandler, sessions: set[IntakeSMTP], cap: int,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, handler: IntakeHandler, sessions: set[IntakeSMTP], cap: int, **kwargs: Any
+    ) -> None:
         self.line_length_limit = max(kwargs.get("data_size_limit") or 0, 1 << 20) + 1024
         super().__init__(handler, **kwargs)
         self._sessions = sessions
@@ -108,8 +113,9 @@ class IntakeSMTP(SMTP):
 class Listener:
     """A running SMTP server and what graceful shutdown needs."""
 
-    def __init__(self, server: asyncio.Server, handler: IntakeHandler,
-                 sessions: set[IntakeSMTP]) -> None:
+    def __init__(
+        self, server: asyncio.Server, handler: IntakeHandler, sessions: set[IntakeSMTP]
+    ) -> None:
         self.server = server
         self.handler = handler
         self.sessions = sessions
@@ -150,9 +156,15 @@ async def start_listener(app: App, host: str | None = None, port: int | None = N
 
     def factory() -> IntakeSMTP:
         return IntakeSMTP(
-            handler, sessions, app.settings.smtp.max_sessions,
-            data_size_limit=limit, decode_data=False, tls_context=tls,
-            require_starttls=False, hostname=None, ident="ticketd ESMTP",
+            handler,
+            sessions,
+            app.settings.smtp.max_sessions,
+            data_size_limit=limit,
+            decode_data=False,
+            tls_context=tls,
+            require_starttls=False,
+            hostname=None,
+            ident="ticketd ESMTP",
         )
 
     loop = asyncio.get_running_loop()

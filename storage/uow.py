@@ -27,9 +27,7 @@ from storage.mapping import map_domain
 T = TypeVar("T")
 
 
-_FACTORIES: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = (
-    weakref.WeakKeyDictionary()
-)
+_FACTORIES: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = weakref.WeakKeyDictionary()
 
 
 def _session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -114,9 +112,7 @@ class SqlUnitOfWork:
 
     def number_issued(self, number: str) -> bool:
         found = self.session.execute(
-            select(tables.issued_numbers.c.number).where(
-                tables.issued_numbers.c.number == number
-            )
+            select(tables.issued_numbers.c.number).where(tables.issued_numbers.c.number == number)
         ).first()
         return found is not None
 
@@ -364,9 +360,7 @@ class SqlUnitOfWork:
 
     def delete_where(self, table: str, **equals: object) -> None:
         target = tables.metadata.tables[table]
-        self.session.execute(
-            delete(target).where(*(target.c[k] == v for k, v in equals.items()))
-        )
+        self.session.execute(delete(target).where(*(target.c[k] == v for k, v in equals.items())))
 
     # --- notifications: outbox delivery, acknowledgement window, bounces ---------------
 

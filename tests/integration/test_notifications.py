@@ -842,9 +842,7 @@ def _dsn(item: Sent) -> tuple[bytes, Envelope]:
     return raw, Envelope("smtp", "", (item.mail_from,))
 
 
-def test_bounce_storm_stops_by_itself_and_suppresses(
-    smtp_app: Any, sink: Any
-) -> None:
+def test_bounce_storm_stops_by_itself_and_suppresses(smtp_app: Any, sink: Any) -> None:
     number = open_by_client(smtp_app)
     to_guest = 0
     for round_number in range(8):
