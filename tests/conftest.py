@@ -100,6 +100,20 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def another_database_url(tmp_path: Path) -> Iterator[str]:
+    """A second database of the same kind as `database_url`, for comparing two runs."""
+    server = _server_url()
+    if server is None:
+        yield f"sqlite:///{tmp_path / 'second' / 'var' / 'ticketd.sqlite3'}"
+        return
+    url = _create_database(server, _migrated_template(server))
+    try:
+        yield url
+    finally:
+        _drop_database(server, url)
+
+
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database; skips (or fails in CI) without a server."""
     server = os.environ.get("TICKETD_TEST_POSTGRES_URL") or _server_url()
