@@ -73,7 +73,7 @@ def _save(args: argparse.Namespace, action: Callable[..., Any], *params: Any) ->
     with app.uow() as uow:
         created = action(uow, *params)
         uow.commit()
-    print(getattr(created, "id", None) or getattr(created, "pattern", "ok"))
+    print(getattr(created, "pattern", None) or getattr(created, "id", None) or "ok")
     return 0
 
 
