@@ -82,10 +82,12 @@ def plan_notifications(
         ticket = uow.ticket(event.ticket_id)
         if ticket is None or ticket.merged_into_id is not None:
             continue
-        for item in _for_event(uow, ticket, event):
-            if _moved_flag(event, item, reflagged):
-                continue
-            if _allowed(uow, ticket, item, rules, now, planned):
+        items = [i for i in _for_event(uow, ticket, event) if not _moved_flag(event, i, reflagged)]
+        if not items:
+            continue
+        history = _History.read(uow, items, rules, now)
+        for item in items:
+            if _allowed(history, ticket, item, rules, planned):
                 planned.append(item)
     return planned
 
@@ -253,27 +255,47 @@ def _account(uow: UnitOfWork, client_id: int | None) -> _Account:
     return _Account(Person(owner.email, owner.name) if owner else None, tuple(users), contacts)
 
 
+@dataclass(frozen=True, slots=True)
+class _History:
+    """What the rules need to know of an event's recipients, read in two queries."""
+
+    now: datetime
+    suppressed: dict[str, Suppression]
+    counts: dict[str, tuple[int, int]]
+
+    @classmethod
+    def read(
+        cls, uow: UnitOfWork, items: Sequence[Notification], rules: NotifyRules, now: datetime
+    ) -> _History:
+        emails = {item.recipient.email for item in items}
+        window = now - timedelta(minutes=rules.acknowledgement_window_minutes)
+        day = now - timedelta(days=1)
+        counts = uow.outbox_counts(emails, routing.ACKNOWLEDGEMENT, window, day)
+        return cls(now, uow.suppressions_of(emails), counts)
+
+
 def _allowed(
-    uow: UnitOfWork,
+    history: _History,
     ticket: Ticket,
     item: Notification,
     rules: NotifyRules,
-    now: datetime,
     planned: list[Notification],
 ) -> bool:
-    """Suppression, the acknowledgement window and the daily cap on automatic mail."""
+    """Suppression, the acknowledgement window and the daily cap on automatic mail.
+
+    The counts come from the outbox as it was before this transaction, so the
+    items planned earlier in it (`planned`) are added to them.
+    """
     email = item.recipient.email
-    suppressed = uow.suppression(email)
-    if suppressed is not None and suppressed.until is not None and suppressed.until > now:
+    suppressed = history.suppressed.get(email.lower())
+    if suppressed is not None and suppressed.until is not None and suppressed.until > history.now:
         return _held(ticket, item, "address suppressed after hard bounces")
     earlier = [p for p in planned if p.recipient.email == email]
+    recent, sent = history.counts.get(email, (0, 0))
     if item.event == routing.ACKNOWLEDGEMENT:
-        since = now - timedelta(minutes=rules.acknowledgement_window_minutes)
-        recent = uow.outbox_count_since(email, routing.ACKNOWLEDGEMENT, since)
         if not rules.acknowledgement or recent or any(p.event == item.event for p in earlier):
             return _held(ticket, item, "acknowledged recently or acknowledgements off")
     if item.automatic:
-        sent = uow.automatic_mail_since(email, now - timedelta(days=1))
         if sent + sum(p.automatic for p in earlier) >= rules.max_automatic_per_day:
             return _held(ticket, item, "daily limit of automatic mail reached")
     return True

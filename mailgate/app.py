@@ -183,8 +183,11 @@ class App:
         uow.commit()
 
     def reload(self, settings: Settings) -> None:
-        """Adopt new settings; the database URL and data folder stay as they were."""
+        """Adopt new settings and re-read templates; the database URL and data folder stay."""
+        from mailgate.render import environment
+
         self.settings = settings
         for cached in ("policy", "token_secret"):
             self.__dict__.pop(cached, None)
+        environment.cache_clear()
         self.sync_directory()

@@ -44,6 +44,7 @@ def environment(override_dir: str = "") -> Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # compiled once per process: no stat of every template per mail
     )
 
 

@@ -7,12 +7,12 @@ decides anything; it finds, adds and deletes domain objects.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, func, or_, select
+from sqlalchemy import Engine, and_, case, delete, event, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,7 +35,19 @@ def _session_factory(engine: Engine) -> sessionmaker[Session]:
     factory = _FACTORIES.get(engine)
     if factory is None:
         factory = _FACTORIES[engine] = sessionmaker(engine, expire_on_commit=False)
+        event.listen(factory, "loaded_as_persistent", _hold)
+        event.listen(factory, "pending_to_persistent", _hold)
     return factory
+
+
+def _hold(session: Session, instance: object) -> None:
+    """Keep every object of the unit of work alive until its session goes.
+
+    The identity map holds unchanged objects weakly: a ticket the decision made
+    and dropped was read again (with its messages, watchers and CCs) when
+    notifications were planned. Held, later `get`s find it without a query.
+    """
+    session.info.setdefault("held", []).append(instance)
 
 
 class SqlUnitOfWork:
@@ -99,9 +111,9 @@ class SqlUnitOfWork:
     # tickets
 
     def ticket(self, ticket_id: int, lock: bool = False) -> model.Ticket | None:
-        query = select(model.Ticket).where(tables.tickets.c.id == ticket_id)
-        if lock and self._lock_rows:
-            query = query.with_for_update()
+        if not (lock and self._lock_rows):
+            return self.session.get(model.Ticket, ticket_id)
+        query = select(model.Ticket).where(tables.tickets.c.id == ticket_id).with_for_update()
         return self.session.scalars(query).first()
 
     def ticket_by_number(self, number: str, lock: bool = False) -> model.Ticket | None:
@@ -339,15 +351,14 @@ class SqlUnitOfWork:
         where = [tables.outbox.c.status == status] if status else []
         return self._all(model.OutboxItem, *where, order=tables.outbox.c.id.desc())
 
-    def automatic_mail_since(self, recipient: str, since: datetime) -> int:
-        o = tables.outbox
-        query = select(func.count()).where(
-            o.c.recipient == recipient, o.c.created_at >= since, o.c.automatic.is_(True)
-        )
-        return int(self.session.execute(query).scalar_one())
-
     def suppression(self, email: str) -> model.Suppression | None:
         return self.session.get(model.Suppression, email.lower())
+
+    def suppressions_of(self, emails: Collection[str]) -> dict[str, model.Suppression]:
+        """The suppressions of `emails` (lower case keys), in one query for all recipients."""
+        wanted = {email.lower() for email in emails}
+        found = self._all(model.Suppression, tables.suppressions.c.email.in_(wanted))
+        return {item.email: item for item in found}
 
     def kb_articles(self) -> list[model.KbArticle]:
         return self._all(model.KbArticle, order=tables.kb_articles.c.id)
@@ -393,12 +404,25 @@ class SqlUnitOfWork:
             query = query.with_for_update(skip_locked=True)
         return list(self.session.scalars(query))
 
-    def outbox_count_since(self, recipient: str, event: str, since: datetime) -> int:
+    def outbox_counts(
+        self, recipients: Collection[str], event: str, event_since: datetime, day_since: datetime
+    ) -> dict[str, tuple[int, int]]:
+        """Per recipient: rows of `event` since `event_since`, and automatic rows since
+        `day_since`; both counts in one query, so a notification's checks cost one."""
         o = tables.outbox
-        query = select(func.count()).where(
-            o.c.recipient == recipient, o.c.event == event, o.c.created_at >= since
+        of_event = and_(o.c.event == event, o.c.created_at >= event_since)
+        automatic = and_(o.c.automatic.is_(True), o.c.created_at >= day_since)
+        query = (
+            select(
+                o.c.recipient,
+                func.sum(case((of_event, 1), else_=0)),
+                func.sum(case((automatic, 1), else_=0)),
+            )
+            .where(o.c.recipient.in_(set(recipients)))
+            .where(o.c.created_at >= min(event_since, day_since))
+            .group_by(o.c.recipient)
         )
-        return int(self.session.execute(query).scalar_one())
+        return {row[0]: (int(row[1]), int(row[2])) for row in self.session.execute(query)}
 
     def bounces_since(self, recipient: str, since: datetime) -> int:
         o = tables.outbox
