@@ -8,7 +8,6 @@ the parser, loads the settings once and turns expected errors into one
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -95,13 +94,22 @@ def _subcommand(argv: Sequence[str]) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `ticketd` command."""
+def configure_logging() -> None:
+    """WARNING and above to stderr (journald); importing `logging` costs `pipe` ~8 ms."""
+    import logging
+
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ticketd` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(light=_subcommand(argv) in LIGHT_COMMANDS).parse_args(argv)
+    light = _subcommand(argv) in LIGHT_COMMANDS
+    if not light:
+        configure_logging()  # light commands call it before their first log line
+    args = build_parser(light=light).parse_args(argv)
     try:
         code: int = args.handler(args)
     except TicketdError as err:

@@ -7,7 +7,6 @@ module, so anything heavy is imported inside the command that needs it."""
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -154,6 +153,11 @@ def cmd_pipe(args: argparse.Namespace) -> int:
         sys.stderr.write(f"ticketd: {err}\n")
         return 75
     except Exception as err:  # the one catch-all of the pipe: the MTA must retry, not bounce
+        import logging
+
+        from mailgate.cli import configure_logging
+
+        configure_logging()
         logging.getLogger(__name__).exception("pipe failed")
         sys.stderr.write(f"ticketd: temporary failure: {type(err).__name__}: {err}\n")
         return 75

@@ -24,7 +24,10 @@ def clean_header_text(value: str, max_len: int = 900) -> str:
     """`value` as one line of at most `max_len` characters, safe in any header."""
     if max_len < 1:
         raise ValueError("max_len must be at least 1")
-    text = "".join(_clean_char(char) for char in value)
+    if value.isascii() and value.isprintable():
+        text = value  # no control, line-breaking or surrogate characters to replace
+    else:
+        text = "".join(_clean_char(char) for char in value)
     text = " ".join(text.split()).replace("=?", "= ?")
     return text[:max_len].rstrip()
 

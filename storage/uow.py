@@ -12,7 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, case, delete, event, func, or_, select
+from sqlalchemy import Engine, and_, case, delete, event, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -388,11 +388,14 @@ class SqlUnitOfWork:
         pattern = f"ticketd.{token}@%"
         return self._one(model.OutboxItem, tables.outbox.c.mail_message_id.like(pattern))
 
-    def due_outbox(self, now: datetime, limit: int) -> list[model.OutboxItem]:
-        """Queued items due by `now`, oldest first; rows other instances hold are skipped."""
+    def claim_outbox(
+        self, now: datetime, limit: int, lease_end: datetime
+    ) -> list[tuple[int, str, str]]:
+        """Lease up to `limit` due rows (id, Message-ID, payload), oldest first, in one
+        UPDATE ... RETURNING; rows another instance holds are skipped."""
         o = tables.outbox
-        query = (
-            select(model.OutboxItem)
+        due = (
+            select(o.c.id)
             .where(
                 o.c.status == "queued",
                 or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now),
@@ -401,8 +404,21 @@ class SqlUnitOfWork:
             .limit(limit)
         )
         if self._lock_rows:
-            query = query.with_for_update(skip_locked=True)
-        return list(self.session.scalars(query))
+            due = due.with_for_update(skip_locked=True)
+        query = (
+            update(o)
+            .where(o.c.id.in_(due))
+            .values(next_attempt_at=lease_end, attempts=o.c.attempts + 1)
+            .returning(o.c.id, o.c.mail_message_id, o.c.payload)
+        )
+        return sorted((row[0], row[1], row[2]) for row in self.session.execute(query))
+
+    def mark_outbox_sent(self, item_id: int, now: datetime) -> None:
+        """One UPDATE by primary key: no load and flush on the sender's hot path."""
+        o = tables.outbox
+        self.session.execute(
+            update(o).where(o.c.id == item_id).values(status="sent", sent_at=now, last_error="")
+        )
 
     def outbox_counts(
         self, recipients: Collection[str], event: str, event_since: datetime, day_since: datetime

@@ -106,3 +106,29 @@ def test_thread_index_is_22_plus_5_bytes_with_a_stable_root() -> None:
 def test_backoff_doubles_and_is_capped() -> None:
     assert [backoff(60, n).total_seconds() for n in (1, 2, 3)] == [60, 120, 240]
     assert backoff(60, 30) == timedelta(hours=6)
+
+
+def _without_boundary(raw: bytes) -> bytes:
+    import re
+
+    found = re.search(rb'boundary="([^"]+)"', raw)
+    return raw.replace(found.group(1), b"BOUNDARY") if found else raw
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    subject=st.text(max_size=120),
+    name=st.text(max_size=60),
+    text=st.text(max_size=400),
+    html=st.text(max_size=400),
+)
+def test_direct_builder_writes_what_the_email_package_writes(
+    subject: str, name: str, text: str, html: str
+) -> None:
+    from mailgate.outbound import _build_with_email_package
+
+    stored = {**payload(subject, name), "text": text, "html": html}
+    headers = safe_headers([(n, v) for n, v in stored["headers"]])
+    direct = build_message(stored, NoBlobs())  # type: ignore[arg-type]
+    reference = _build_with_email_package(headers, text, html, [], NoBlobs())  # type: ignore[arg-type]
+    assert _without_boundary(direct) == _without_boundary(reference)
