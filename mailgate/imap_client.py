@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("aioimaplib").setLevel(logging.WARNING)
 
 TIMEOUT = 30.0
+CLOSE_WAIT = 2.0
 FETCH_ITEM = re.compile(rb"^\d+ FETCH \(")
 UID_ITEM = re.compile(rb"\bUID (\d+)")
 SIZE_ITEM = re.compile(rb"\bRFC822\.SIZE (\d+)")
@@ -162,12 +163,16 @@ class ImapSession:
         response = await asyncio.wait_for(protocol.execute(command), TIMEOUT)
         self._expect(response, "STARTTLS")
         loop = asyncio.get_running_loop()
-        protocol.transport = await loop.start_tls(
-            protocol.transport,
-            protocol,
-            _tls_context(self.mailbox),
-            server_hostname=self.mailbox.host,
-        )
+        try:
+            protocol.transport = await loop.start_tls(
+                protocol.transport,
+                protocol,
+                _tls_context(self.mailbox),
+                server_hostname=self.mailbox.host,
+            )
+        except BaseException:
+            self.lost.set()  # asyncio has closed the connection
+            raise
         await asyncio.wait_for(protocol.capability(), TIMEOUT)
 
     async def _login(self, config_dir: Path) -> None:
@@ -283,7 +288,7 @@ class ImapSession:
             log.debug("logout from %s failed: %s", label(self.mailbox), err)
         transport = self.client.protocol.transport
         if transport is not None:
-            transport.close()
+            await _shut(transport, self.lost)
         renewal = self.client._idle_waiter  # aioimaplib's IDLE renewal timer
         if renewal is not None:
             renewal.cancel()
@@ -359,3 +364,18 @@ def _fetch_items(response: aioimaplib.Response) -> list[tuple[int, int, bytes]]:
         else:
             body = bytes(line)
     return items
+
+
+async def _shut(transport: asyncio.BaseTransport, lost: asyncio.Event) -> None:
+    """Close and wait until the socket is released.
+
+    A TLS transport closes only after its close_notify exchange; a peer that
+    never answers would leave the socket open, so it is aborted after a while.
+    """
+    transport.close()
+    try:
+        await asyncio.wait_for(lost.wait(), CLOSE_WAIT)
+    except TimeoutError:
+        if isinstance(transport, asyncio.Transport):
+            transport.abort()
+    await asyncio.sleep(0)  # let the loop run the transport's connection_lost
