@@ -19,7 +19,7 @@ from core.errors import TicketdError
 from core.mail import Attachment, InboundMail
 from core.mail_commands import read_commands
 from core.matching import Match, match_ticket, resolve
-from core.model import Admin, ImportRecord, Message, ReceivedKey, ThreadLink, Ticket
+from core.model import Admin, ImportRecord, ReceivedKey, ThreadLink, Ticket
 from core.notifications import note_bounce
 from core.options import update_ticket
 from core.policy import Policy
@@ -235,7 +235,7 @@ def _reply(intake: _Intake, match: Match, key: str) -> Decision:
 def _client_reply(intake: _Intake, ticket: Ticket, badge: str) -> None:
     mail = intake.mail
     author = Actor(intake.sender, mail.sender.name if mail.sender else "")
-    message = client_reply(
+    client_reply(
         intake.uow,
         ticket,
         author,
@@ -244,8 +244,9 @@ def _client_reply(intake: _Intake, ticket: Ticket, badge: str) -> None:
         intake.now,
         mail.message_id,
         allowed_attachments(intake),
+        html=_mail_html(mail),
+        new_text=mail.new_text,
     )
-    _fill_mail_html(intake, message)
     _remember_references(intake, ticket)
 
 
@@ -302,14 +303,13 @@ def _may_reply(uow: UnitOfWork, ticket: Ticket, sender: str, badge: str) -> bool
     return False
 
 
-def _fill_mail_html(intake: _Intake, message: Message) -> None:
-    message.new_text = intake.mail.new_text
-    if intake.mail.html:
-        message.body_html = intake.mail.html
-    else:
-        from core.markdown import text_to_html
+def _mail_html(mail: InboundMail) -> str:
+    """The sanitised HTML of the mail, or its text as HTML (mail text is not markdown)."""
+    if mail.html:
+        return mail.html
+    from core.markdown import text_to_html
 
-        message.body_html = text_to_html(intake.mail.text)
+    return text_to_html(mail.text)
 
 
 def _new_ticket(intake: _Intake, key: str) -> Decision:
@@ -338,9 +338,10 @@ def _open(intake: _Intake, department: str) -> Ticket:
         body=mail.text,
         mail_message_id=mail.message_id,
         attachments=allowed_attachments(intake),
+        body_html=_mail_html(mail),
+        new_text=mail.new_text,
     )
     ticket = open_ticket(intake.uow, request, Actor(intake.sender, name), intake.policy, intake.now)
-    _fill_mail_html(intake, ticket.messages[0])
     _remember_references(intake, ticket)
     return ticket
 

@@ -50,6 +50,8 @@ class NewTicket:
     client_id: int | None = None
     mail_message_id: str | None = None
     attachments: Sequence[MailAttachment] = ()
+    body_html: str | None = None  # already safe HTML (mail); else `body` is markdown
+    new_text: str = ""  # the new part of a mailed reply
 
 
 def log(ticket: Ticket, actor: Actor, action: str, detail: str, now: datetime) -> None:
@@ -173,7 +175,10 @@ def open_ticket(
     if actor.is_admin:
         check_access(uow, ticket, actor)
     author = actor if actor.is_admin else Actor(request.requester_email, request.requester_name)
-    message = _message(REPLY, author, badge, request.body, now, request.mail_message_id)
+    message = _message(
+        REPLY, author, badge, request.body, now, request.mail_message_id, request.body_html
+    )
+    message.new_text = request.new_text
     store_attachments(uow, message, request.attachments)
     ticket.messages.append(message)
     log(ticket, actor, "opened", f"in {department.email} by {author.label}", now)
@@ -193,7 +198,13 @@ def _priority(value: str) -> str:
 
 
 def _message(
-    kind: str, author: Actor, badge: str, body: str, now: datetime, mail_id: str | None = None
+    kind: str,
+    author: Actor,
+    badge: str,
+    body: str,
+    now: datetime,
+    mail_id: str | None = None,
+    html: str | None = None,
 ) -> Message:
     return Message(
         kind=kind,
@@ -201,7 +212,7 @@ def _message(
         author_name=author.name,
         badge=badge,
         body=body,
-        body_html=render_markdown(body),
+        body_html=render_markdown(body) if html is None else html,
         created_at=now,
         admin_id=author.admin_id,
         mail_message_id=mail_id,
@@ -217,9 +228,15 @@ def client_reply(
     now: datetime,
     mail_message_id: str | None = None,
     attachments: Sequence[MailAttachment] = (),
+    html: str | None = None,
+    new_text: str = "",
 ) -> Message:
-    """A reply from the client side: status Customer-Reply (reopening a closed ticket)."""
-    message = _message(REPLY, author, badge, body, now, mail_message_id)
+    """A reply from the client side: status Customer-Reply (reopening a closed ticket).
+
+    `html` is safe HTML already (a mailed reply's); without it `body` is markdown.
+    """
+    message = _message(REPLY, author, badge, body, now, mail_message_id, html)
+    message.new_text = new_text
     store_attachments(uow, message, attachments)
     ticket.messages.append(message)
     _touch_reply(ticket, author, now)
