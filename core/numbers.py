@@ -8,10 +8,12 @@ database's job (a unique index and a retry loop); this module only draws.
 from __future__ import annotations
 
 import math
-import random
-import secrets
 import string
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
 
 DEFAULT_MASK = "%n%n%n%n%n%n"
 
@@ -23,7 +25,6 @@ _RANDOM_PARTS = {
 _DATE_PARTS = frozenset({"%y", "%m", "%d"})
 # Brackets would break the subject tag "[Ticket #NUMBER]".
 _FORBIDDEN_LITERALS = frozenset("[]")
-_SYSTEM_RANDOM = secrets.SystemRandom()
 
 
 def validate_mask(mask: str) -> None:
@@ -33,8 +34,11 @@ def validate_mask(mask: str) -> None:
 
 def generate_number(mask: str, now: datetime, rng: random.Random | None = None) -> str:
     """Draw one number from `mask`; `rng` is for tests, the default is `secrets`."""
-    source = rng if rng is not None else _SYSTEM_RANDOM
-    return "".join(_expand(part, now, source) for part in _parse(mask))
+    if rng is None:
+        import secrets  # on use: `ticketd pipe` loads this module only to check the mask
+
+        rng = secrets.SystemRandom()
+    return "".join(_expand(part, now, rng) for part in _parse(mask))
 
 
 def mask_capacity(mask: str) -> int:
