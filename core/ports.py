@@ -19,8 +19,10 @@ class BlobStore(Protocol):
 class UnitOfWork(Protocol):
     """One transaction and the lookups the rules make inside it."""
 
-    blobs: BlobStore
     events: list[Event]
+
+    @property
+    def blobs(self) -> BlobStore: ...
 
     def commit(self) -> None: ...
     def flush(self) -> None: ...

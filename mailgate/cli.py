@@ -46,26 +46,25 @@ def _cmd(
 
 
 def build_parser(light: bool = False) -> argparse.ArgumentParser:
-    """The whole command line; `light` leaves out the commands with heavy imports."""
+    """The whole command line; `light` builds only `pipe`'s."""
     from mailgate import commands as c
 
     parser = Parser(prog="ticketd", description="Email-first support ticketing daemon.")
     _common(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    if light:  # the MTA starts `ticketd pipe` once per message: build its parser alone
+        _pipe_command(sub, c.cmd_pipe)
+        return parser
     _cmd(sub, "init", c.cmd_init, "create or upgrade the database and data folders")
     _cmd(sub, "check-config", c.cmd_check_config, "validate the config and what it names")
     serve = _cmd(sub, "serve", c.cmd_serve, "run the SMTP listener, pollers, sender, scheduler")
     serve.add_argument("--no-smtp", action="store_true", help="do not listen for SMTP")
-    pipe = _cmd(sub, "pipe", c.cmd_pipe, "import one message from stdin (MTA pipe)")
-    pipe.add_argument("--department", help="the department address it was sent to")
-    pipe.add_argument("--sender", help="the envelope sender, when the MTA passes it")
+    _pipe_command(sub, c.cmd_pipe)
     poll = _cmd(sub, "poll", c.cmd_poll, "poll the configured IMAP mailboxes")
     poll.add_argument("--once", action="store_true", help="one pass, then exit")
     jobs = _cmd(sub, "run-jobs", c.cmd_run_jobs, "run the timed rules now")
     jobs.add_argument("--once", action="store_true", help="one pass, then exit")
     jobs.add_argument("--now", help="act as if it were this ISO-8601 time")
-    if light:
-        return parser
     from mailgate.cli_directory import add_directory_commands
     from mailgate.cli_outbox import add_outbox_commands
     from mailgate.cli_reports import add_report_commands
@@ -76,6 +75,12 @@ def build_parser(light: bool = False) -> argparse.ArgumentParser:
     add_outbox_commands(sub, _cmd)
     add_report_commands(sub, _cmd)
     return parser
+
+
+def _pipe_command(sub: Any, handler: Handler) -> None:
+    pipe = _cmd(sub, "pipe", handler, "import one message from stdin (MTA pipe)")
+    pipe.add_argument("--department", help="the department address it was sent to")
+    pipe.add_argument("--sender", help="the envelope sender, when the MTA passes it")
 
 
 LIGHT_COMMANDS = frozenset({"pipe"})

@@ -51,11 +51,11 @@ def add_ticket_commands(sub: Any, cmd: Command) -> None:
     p.add_argument("--body", required=True)
     p = cmd(tsub, "update", ticket_update, "change ticket options")
     _admin_args(p)
-    for flag in ("--status", "--priority", "--department", "--subject", "--service", "--cc"):
-        p.add_argument(flag)
-    flag = p.add_mutually_exclusive_group()
-    flag.add_argument("--flag", metavar="ADMIN")
-    flag.add_argument("--unflag", action="store_true")
+    for option in ("--status", "--priority", "--department", "--subject", "--service", "--cc"):
+        p.add_argument(option)
+    flagging = p.add_mutually_exclusive_group()
+    flagging.add_argument("--flag", metavar="ADMIN")
+    flagging.add_argument("--unflag", action="store_true")
     p.add_argument("--client", type=int)
     p.add_argument("--add-tag", action="append", default=[])
     p.add_argument("--remove-tag", action="append", default=[])

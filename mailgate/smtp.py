@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -104,10 +104,11 @@ class IntakeSMTP(SMTP):
         self._sessions.discard(self)
         super().connection_lost(error)
 
-    async def push(self, status: str) -> None:
-        if status.startswith("552 Error"):
-            status = TOO_BIG
-        await super().push(status)
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and status.startswith("552 Error"):
+            await super().push(TOO_BIG)
+        else:
+            await super().push(status)
 
 
 class Listener:
