@@ -20,6 +20,10 @@ OWN_MESSAGE_ID_PREFIX = "ticketd."
 _BOUNCE_LOCALS = re.compile(
     r"mailer[-_]?daemon|mail[-_]daemon|postmaster|mailer|mail[-_]?delivery[-_\w]*", re.IGNORECASE
 )
+_DELIVERY_SYSTEM_NAME = re.compile(
+    r"^\W*(?:mailer[-_ ]?daemon|mail[-_ ]daemon|postmaster|mail delivery (?:sub)?system)\b",
+    re.IGNORECASE,
+)
 _LIST_ROBOT = re.compile(r"(?:owner-.+|.+[-+]owner|.+-bounces(?:[-+].*)?|.+-request)", re.I)
 _NOREPLY = re.compile(r"no[-_.]?reply|do[-_.]?not[-_.]?reply", re.IGNORECASE)
 _FAILURE = re.compile(
@@ -136,6 +140,21 @@ def _bounce_sender(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
     return ("from", sender.email) if sender and is_bounce_sender(sender) else None
 
 
+def _bounce_return_path(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
+    local = (mail.return_path or "").partition("@")[0]
+    return ("return-path", mail.return_path or "") if _BOUNCE_LOCALS.fullmatch(local) else None
+
+
+def _unaddressed_delivery_system(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
+    """A From with no usable address that names a delivery system (`MAILER-DAEMON <>`),
+    or is the null address on a failure report."""
+    value = mail.header("from")
+    if mail.sender is not None or value is None:
+        return None
+    null_failure = "<>" in value and looks_like_failure(mail.subject)
+    return ("from", value) if _DELIVERY_SYSTEM_NAME.match(value) or null_failure else None
+
+
 def _null_sender_failure(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
     failed = mail.return_path == "" and looks_like_failure(mail.subject)
     return ("return-path", f"<> with subject {mail.subject!r}") if failed else None
@@ -205,7 +224,14 @@ _TABLES: tuple[tuple[Reason, tuple[Rule, ...]], ...] = (
     ("loop", (_own_loop_header, _own_message_id)),
     (
         "bounce",
-        (_delivery_report, _header("x-failed-recipients"), _bounce_sender, _null_sender_failure),
+        (
+            _delivery_report,
+            _header("x-failed-recipients"),
+            _bounce_sender,
+            _unaddressed_delivery_system,
+            _bounce_return_path,
+            _null_sender_failure,
+        ),
     ),
     (
         "auto_reply",

@@ -19,6 +19,7 @@ _WORD = r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?="
 _ENCODED_RUN = re.compile(rf"{_WORD}(?:\s+{_WORD})*")
 _QUOTED = re.compile(r'("(?:[^"\\]|\\.)*")')
 _UNESCAPE = re.compile(r"\\(.)")
+_COMMENT = re.compile(r"\([^()]*\)")
 
 
 def addresses(msg: Message, name: str) -> tuple[Address, ...]:
@@ -33,11 +34,15 @@ def addresses(msg: Message, name: str) -> tuple[Address, ...]:
         for key, value in msg.raw_items()
         if key.strip().lower() == name
     ]
-    found = []
-    for display, addr in getaddresses(values):
-        if valid_address(addr):
-            found.append(Address(email=addr.lower(), name=collapse(display)))
-    return tuple(found)
+    # Text outside quoted strings and comments: an address must be written there,
+    # or getaddresses has made it out of a (decoded) display name.
+    bare = "".join(_COMMENT.sub("", _QUOTED.sub(" ", value)) for value in values)
+    written = "".join(bare.lower().split())
+    return tuple(
+        Address(email=addr.lower(), name=collapse(display))
+        for display, addr in getaddresses(values)
+        if valid_address(addr) and addr.lower() in written
+    )
 
 
 def _protect_words(value: str) -> str:

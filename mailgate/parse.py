@@ -68,6 +68,7 @@ KEPT_HEADERS = frozenset(
         "x-ms-exchange-inbox-rules-loop",
         "x-mailgun-autoresponse",
         "feedback-id",
+        "from",
     }
 )
 _MBOX_FROM = re.compile(rb"From (?![ \t]*:)")

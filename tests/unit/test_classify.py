@@ -98,6 +98,25 @@ def test_null_return_path_with_failure_subject_is_a_bounce() -> None:
     assert _reason(mail) == "bounce"
 
 
+@pytest.mark.parametrize(
+    "from_header",
+    ["MAILER-DAEMON <>", "MAILER-DAEMON (Mail Delivery System)", "Mail Delivery Subsystem <>"],
+)
+def test_delivery_system_without_an_address_is_a_bounce(from_header: str) -> None:
+    mail = replace(HUMAN, sender=None, headers=(("from", from_header),))
+    assert _reason(mail) == "bounce"
+
+
+def test_null_from_on_a_failure_report_is_a_bounce() -> None:
+    mail = replace(HUMAN, sender=None, headers=(("from", "<>"),), subject="Delivery failure")
+    assert _reason(mail) == "bounce"
+
+
+@pytest.mark.parametrize("path", ["mailer-daemon", "MAILER-DAEMON@mx.example".lower()])
+def test_delivery_system_return_path_is_a_bounce(path: str) -> None:
+    assert _reason(replace(HUMAN, return_path=path)) == "bounce"
+
+
 def test_null_return_path_alone_is_not_a_bounce() -> None:
     assert _reason(replace(HUMAN, return_path="")) is None
 

@@ -35,3 +35,11 @@ def test_sender_comes_from_the_address_never_the_name(
 def test_encoded_word_cannot_be_an_address() -> None:
     mail = parse_message(b"From: =?utf-8?q?x?=@evil.test\r\nSubject: s\r\n\r\nbody\r\n")
     assert mail.sender is None
+
+
+@pytest.mark.parametrize(
+    "from_header",
+    [b'"eve@evil.test" nothing', b"(eve@evil.test) nothing", b"=?utf-8?q?eve=40evil.test?= x"],
+)
+def test_addresses_never_come_from_names_or_comments(from_header: bytes) -> None:
+    assert parse_message(b"From: " + from_header + b"\r\nSubject: s\r\n\r\nbody\r\n").sender is None
