@@ -40,6 +40,14 @@ _VACATION = re.compile(
     r"|risposta automatica|away from)",
     re.IGNORECASE,
 )
+# Lotus Notes / Domino: "AUTO: Jane Doe is out of the office (returning 05/01/2010)"
+_NOTES_AUTO_SUBJECT = re.compile(r"^\s*AUTO:\s.*\bout of (?:the )?office\b", re.IGNORECASE)
+# Reports that machines send about a message: read receipts (RFC 8098) and abuse
+# feedback (RFC 5965). Delivery-status reports are bounces, handled before.
+_MACHINE_REPORTS = re.compile(
+    r"multipart/report\b.*\breport-type\s*=\s*\"?(?:disposition-notification|feedback-report)",
+    re.IGNORECASE | re.DOTALL,
+)
 _PRECEDENCE_AUTO = frozenset({"bulk", "junk", "list", "auto_reply"})
 _SUPPRESS_AUTO = frozenset({"all", "oof", "autoreply"})
 _AUTO_FLAG_HEADERS = (
@@ -212,6 +220,15 @@ def _list_robot(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
     return ("list-robot", sender.email) if sender and robot else None
 
 
+def _notes_auto_subject(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
+    return ("subject", mail.subject) if _NOTES_AUTO_SUBJECT.match(mail.subject) else None
+
+
+def _machine_report(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
+    ctype = mail.header("content-type") or ""
+    return ("content-type", ctype) if _MACHINE_REPORTS.match(ctype.strip()) else None
+
+
 def _vacation_subject(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
     """A vacation-like subject counts only with a weak signal: null sender or no-reply."""
     if not _VACATION.match(mail.subject):
@@ -245,6 +262,8 @@ _TABLES: tuple[tuple[Reason, tuple[Rule, ...]], ...] = (
             _first_header(_FOREIGN_LOOP_HEADERS),
             _ticket_system,
             _list_robot,
+            _machine_report,
+            _notes_auto_subject,
             _vacation_subject,
         ),
     ),

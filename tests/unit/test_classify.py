@@ -77,9 +77,21 @@ def test_dsn_content_type_without_report_is_a_bounce() -> None:
     assert _reason(mail) == "bounce"
 
 
-def test_read_receipt_report_is_not_a_bounce() -> None:
-    mail = _with(content_type="multipart/report; report-type=disposition-notification")
-    assert _reason(mail) is None
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/report; report-type=disposition-notification; boundary=x",
+        'multipart/report; boundary="x";\r\n report-type="feedback-report"',
+    ],
+)
+def test_read_receipts_and_abuse_reports_are_automatic_not_bounces(content_type: str) -> None:
+    assert _reason(_with(content_type=content_type)) == "auto_reply"
+
+
+def test_lotus_notes_out_of_office_subject_is_an_auto_reply() -> None:
+    subject = "AUTO: Smith, John is out of the office. (returning 05/01/2010)"
+    assert _reason(_with(subject)) == "auto_reply"
+    assert _reason(_with("AUTO: deploy script failed")) is None
 
 
 def test_x_failed_recipients_is_a_bounce() -> None:
