@@ -62,13 +62,17 @@ class EscalationRule:
         return f"escalation {self.name!r}: {', '.join(parts)}"
 
 
+# The reference desk's list, plus .jpeg and .eml (forwarded messages) that mail carries often.
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".pdf", ".txt", ".log", ".zip", ".eml")
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Rules that vary by installation."""
 
     statuses: tuple[Status, ...] = DEFAULT_STATUSES
     number_mask: str = DEFAULT_MASK
-    allowed_extensions: tuple[str, ...] = (".jpg", ".png", ".gif", ".pdf", ".txt", ".log", ".zip")
+    allowed_extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     close_inactive_hours: int = 72
     rate_limit_count: int = 10
     rate_limit_minutes: int = 5

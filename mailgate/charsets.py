@@ -22,9 +22,13 @@ _LATIN = frozenset({"ascii", "iso8859-1", "iso8859-15", "cp1252"})
 _MIXED_ERRORS = "ticketd-stray-cp1252"
 
 
-def header_text(value: str) -> str:
-    """A header value as readable text: 8-bit bytes and RFC 2047 words decoded, one line."""
-    return collapse(decode_words(fix_8bit(value)))
+def header_text(value: str, hint: str | None = None) -> str:
+    """A header value as readable text: 8-bit bytes and RFC 2047 words decoded, one line.
+
+    `hint` is the charset the message's text declares, the likeliest one for raw
+    8-bit header bytes that are not UTF-8.
+    """
+    return collapse(decode_words(fix_8bit(value, hint)))
 
 
 def collapse(text: str) -> str:
@@ -32,11 +36,16 @@ def collapse(text: str) -> str:
     return " ".join(text.split())
 
 
-def fix_8bit(value: str) -> str:
-    """Undo the parser's surrogate escapes: raw 8-bit header bytes decoded by guessing."""
+def fix_8bit(value: str, hint: str | None = None) -> str:
+    """Undo the parser's surrogate escapes: raw 8-bit header bytes as UTF-8 (RFC 6532),
+    else in the `hint` charset, else by guessing."""
     if value.isascii() or not re.search("[\udc80-\udcff]", value):
         return value
-    return decode_bytes(value.encode("utf-8", "surrogateescape"), None)
+    data = value.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode_bytes(data, hint)
 
 
 def decode_bytes(data: bytes, declared: str | None) -> str:

@@ -22,7 +22,7 @@ _UNESCAPE = re.compile(r"\\(.)")
 _COMMENT = re.compile(r"\([^()]*\)")
 
 
-def addresses(msg: Message, name: str) -> tuple[Address, ...]:
+def addresses(msg: Message, name: str, hint: str | None = None) -> tuple[Address, ...]:
     """The valid addresses of every `name` header, in order.
 
     Encoded words become quoted strings before the header is split into
@@ -30,7 +30,7 @@ def addresses(msg: Message, name: str) -> tuple[Address, ...]:
     name and can never turn into an address or a group of its own.
     """
     values = [
-        _protect_words(collapse(fix_8bit(str(value))))
+        _protect_words(collapse(fix_8bit(str(value), hint)))
         for key, value in msg.raw_items()
         if key.strip().lower() == name
     ]

@@ -41,6 +41,7 @@ class PartWalk:
     attachments: list[Attachment] = field(default_factory=list)
     reports: list[Message] = field(default_factory=list)
     nameless: int = 0
+    charset: str | None = None  # the first non-ASCII charset a body part declares
 
     def visit(self, part: Message, depth: int, *, in_alternative: bool) -> None:
         if depth > self.limits.max_depth:
@@ -87,7 +88,10 @@ class PartWalk:
         data = self.skeleton.payload(part)
         if not isinstance(data, bytes):
             data = str(part.get_payload()).encode("utf-8", "surrogateescape")
-        text = decode_bytes(data, part.get_content_charset(None) or _raw_charset(part))
+        declared = part.get_content_charset(None) or _raw_charset(part)
+        if self.charset is None and declared and declared.lower() not in ("us-ascii", "ascii"):
+            self.charset = declared
+        text = decode_bytes(data, declared)
         return text.replace("\r\n", "\n").replace("\x00", "\ufffd")
 
     def data(self, part: Message) -> bytes:

@@ -141,24 +141,26 @@ def _repair_head(raw: bytes, pos: int) -> tuple[bytes, int]:
 def _build(head: bytes, source: bytes, body_start: int, limits: MessageLimits) -> InboundMail:
     skeleton = cut_bodies(head, source, body_start, limits.max_depth)
     msg = message_from_bytes(skeleton.message, policy=compat32)
-    headers = _raw_headers(msg)
     body = PartWalk(limits, skeleton)
     body.visit(msg, 0, in_alternative=False)
+    hint = body.charset
+    headers = _raw_headers(msg, hint)
     text = _body_text(body)
-    sender = addresses(msg, "from")
+    html = next((h for h in body.html if h.strip()), None)
+    sender = addresses(msg, "from", hint)
     mail = InboundMail(
         message_id=first_id(_get(headers, "message-id")),
         subject=_get(headers, "subject") or "",
         sender=sender[0] if sender else None,
-        reply_to=addresses(msg, "reply-to"),
-        to=addresses(msg, "to"),
-        cc=addresses(msg, "cc"),
+        reply_to=addresses(msg, "reply-to", hint),
+        to=addresses(msg, "to", hint),
+        cc=addresses(msg, "cc", hint),
         in_reply_to=message_ids(_get(headers, "in-reply-to")),
         references=message_ids(_get(headers, "references")),
         date=mail_date(_get(headers, "date")),
         text=text,
         new_text=reply_text(text),
-        html=sanitise_html(body.html[0]) if body.html else None,
+        html=sanitise_html(html) if html else None,
         attachments=tuple(body.attachments),
         headers=tuple((k, v) for k, v in headers if k in KEPT_HEADERS),
         return_path=return_path(_get(headers, "return-path")),
@@ -167,8 +169,11 @@ def _build(head: bytes, source: bytes, body_start: int, limits: MessageLimits) -
     return with_bounce(mail, body)
 
 
-def _raw_headers(msg: Message) -> list[tuple[str, str]]:
-    return [(str(name).strip().lower(), header_text(str(value))) for name, value in msg.raw_items()]
+def _raw_headers(msg: Message, hint: str | None) -> list[tuple[str, str]]:
+    return [
+        (str(name).strip().lower(), header_text(str(value), hint))
+        for name, value in msg.raw_items()
+    ]
 
 
 def _get(headers: list[tuple[str, str]], name: str) -> str | None:
@@ -176,6 +181,9 @@ def _get(headers: list[tuple[str, str]], name: str) -> str | None:
 
 
 def _body_text(body: PartWalk) -> str:
-    if body.plain:
-        return body.plain[0]
-    return html_to_text(body.html[0]) if body.html else ""
+    """The first plain-text body with any text; else the first HTML body's text."""
+    found = next((text for text in body.plain if text.strip()), None)
+    if found is not None:
+        return found
+    html = next((h for h in body.html if h.strip()), "")
+    return html_to_text(html) if html else (body.plain[0] if body.plain else "")

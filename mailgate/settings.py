@@ -17,9 +17,8 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.numbers import validate_mask
-from core.policy import DEFAULT_STATUSES, EscalationRule, Status
+from core.policy import DEFAULT_EXTENSIONS, DEFAULT_STATUSES, EscalationRule, Status
 
-DEFAULT_EXTENSIONS = (".jpg", ".png", ".gif", ".pdf", ".txt", ".log", ".zip")
 SECRET_KEYS = frozenset({"password", "token_secret", "smtp_password", "url"})
 
 

@@ -15,13 +15,14 @@ from test_parse_corpus import CORPUS, LIST_SIGNALS, MESSAGES
 from test_smtp import Running
 
 from core.intake import Envelope
+from core.policy import DEFAULT_EXTENSIONS
 from core.views import import_summary, ticket_document
 from mailgate.accept import accept_message
 from mailgate.parse import collapse, safe_filename
 
 pytestmark = pytest.mark.skipif(not MESSAGES, reason=f"no corpus at {CORPUS}")
 DEPARTMENT = "support@example.com"
-ALLOWED = (".jpg", ".png", ".gif", ".pdf", ".txt", ".log", ".zip")
+ALLOWED = DEFAULT_EXTENSIONS  # the test config keeps the default list
 
 
 def _raw(entry: dict[str, Any]) -> bytes:

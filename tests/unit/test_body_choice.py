@@ -1,0 +1,44 @@
+"""Which text becomes the body, and how raw 8-bit headers are read."""
+
+from __future__ import annotations
+
+from mailgate.parse import parse_message
+
+
+def test_raw_8bit_subject_is_read_in_the_charset_the_body_declares() -> None:
+    subject = "提示：您的企业成员".encode("gb2312")
+    raw = (
+        b"From: a@x.test\r\nSubject: " + subject + b"\r\n"
+        b"Content-Type: text/plain; charset=gb2312\r\n\r\n" + "尊敬的管理员".encode("gb2312")
+    )
+    mail = parse_message(raw)
+    assert mail.subject == "提示：您的企业成员"
+    assert mail.text.startswith("尊敬的管理员")
+
+
+def test_raw_utf8_subject_wins_over_the_declared_charset() -> None:
+    raw = (
+        b"From: a@x.test\r\nSubject: " + "Grüße".encode() + b"\r\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\nhallo\r\n"
+    )
+    assert parse_message(raw).subject == "Grüße"
+
+
+def test_a_blank_first_text_part_does_not_hide_the_text_after_it() -> None:
+    raw = (
+        b"From: a@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nThe real text.\r\n--b--\r\n"
+    )
+    assert parse_message(raw).text.strip() == "The real text."
+
+
+def test_blank_plain_alternative_falls_back_to_the_html() -> None:
+    raw = (
+        b"From: a@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\n \r\n"
+        b"--b\r\nContent-Type: text/html\r\n\r\n<p>Hello there</p>\r\n--b--\r\n"
+    )
+    assert parse_message(raw).text.strip() == "Hello there"
