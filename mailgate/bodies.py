@@ -7,7 +7,6 @@ signature removed (mail-parser-reply finds the latest fragment).
 
 from __future__ import annotations
 
-import html
 import re
 from html.parser import HTMLParser
 
@@ -20,7 +19,10 @@ class _TextExtractor(HTMLParser):
     """Readable text of an HTML document: blocks become lines, scripts vanish."""
 
     _SKIP = frozenset({"script", "style", "head", "title"})
-    _BLOCK = frozenset({"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "table", "hr"})
+    _BLOCK = frozenset(
+        {"p", "div", "br", "tr", "li", "table", "hr", "blockquote", "pre", "ul", "ol", "dt", "dd"}
+        | {"h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "header", "footer", "center"}
+    )
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -28,6 +30,8 @@ class _TextExtractor(HTMLParser):
         self.skipping = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self.skipping = 0  # a <head> or <title> left open ends here
         self.skipping += tag in self._SKIP
         if tag in self._BLOCK:
             self.chunks.append("\n")
@@ -48,7 +52,7 @@ def html_to_text(markup: str) -> str:
     parser.feed(markup)
     parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.chunks).splitlines())
-    return html.unescape("\n".join(line for line in lines if line))
+    return "\n".join(line for line in lines if line)  # entities: decoded once, by the parser
 
 
 def sanitise_html(markup: str) -> str:

@@ -42,3 +42,16 @@ def test_blank_plain_alternative_falls_back_to_the_html() -> None:
         b"--b\r\nContent-Type: text/html\r\n\r\n<p>Hello there</p>\r\n--b--\r\n"
     )
     assert parse_message(raw).text.strip() == "Hello there"
+
+
+def test_html_text_survives_a_head_that_is_never_closed() -> None:
+    from mailgate.parse import html_to_text
+
+    markup = "<html><head><title>News<style>p {}</style><body><p>Meet the new laptop</p>"
+    assert html_to_text(markup) == "Meet the new laptop"
+
+
+def test_html_entities_are_decoded_once() -> None:
+    from mailgate.parse import html_to_text
+
+    assert html_to_text("<p>a=1&amp;amp;notify=2 &lt;b&gt;</p>") == "a=1&amp;notify=2 <b>"
