@@ -118,8 +118,9 @@ def _repair_head(raw: bytes, pos: int) -> tuple[bytes, int]:
     """The header lines from `pos`, repaired, and where the untouched rest begins.
 
     Names spaced from their colon are joined to it, a stray line between
-    headers becomes a continuation, and a blank line is added where the first
-    line that cannot be a header starts the body.
+    headers (or one closing an address the line before left open) becomes a
+    continuation, and a blank line is added where the first line that cannot
+    be a header starts the body.
     """
     head: list[bytes] = []
     while not _EMPTY_LINE.match(raw, pos):
@@ -128,9 +129,10 @@ def _repair_head(raw: bytes, pos: int) -> tuple[bytes, int]:
         headerish = _HEADER_LINE.match(raw, after) or raw[after : after + 1] in (b" ", b"\t")
         blank = _BLANK_LINE.match(raw, pos) is not None
         folded = raw[pos : pos + 1] in (b" ", b"\t") and (not blank or headerish)
+        unclosed = bool(head) and head[-1].count(b"<") > head[-1].count(b">")
         if _HEADER_LINE.match(raw, pos) or folded:
             head.append(_SPACED_NAME.sub(rb"\1:", raw[pos:after], count=1))
-        elif headerish and not blank:
+        elif (headerish or (unclosed and b">" in raw[pos:after])) and not blank:
             head.append(b" " + raw[pos:after])
         else:
             return b"".join(head) + b"\n", pos

@@ -55,3 +55,10 @@ def test_html_entities_are_decoded_once() -> None:
     from mailgate.parse import html_to_text
 
     assert html_to_text("<p>a=1&amp;amp;notify=2 &lt;b&gt;</p>") == "a=1&amp;notify=2 <b>"
+
+
+def test_an_address_broken_across_an_unindented_line_stays_in_its_header() -> None:
+    raw = b"From: a@x.test\r\nSubject: s\r\nCc: C <c@x.test>, D <d@\r\nx.test>\r\n\r\nBody.\r\n"
+    mail = parse_message(raw)
+    assert [a.email for a in mail.cc] == ["c@x.test", "d@x.test"]
+    assert mail.text.strip() == "Body."
