@@ -30,6 +30,7 @@ _FAILURE = re.compile(
     r"undeliver|undelivered|delivery (?:status notification|notification|failure|has failed)"
     r"|failure notice|returned mail|mail delivery failed|delivery failed|returned to sender"
     r"|non-?delivery|nondeliverable|delayed mail|could not send|not delivered|mail failure"
+    r"|could not be delivered|did not reach the following|unable to deliver"
     r"|unzustellbar|nicht zugestellt|non remis|не доставлено",
     re.IGNORECASE,
 )
@@ -106,6 +107,19 @@ def classify_mail(
 def is_bounce_sender(sender: Address) -> bool:
     """MAILER-DAEMON, postmaster and similar delivery-system senders."""
     return bool(_BOUNCE_LOCALS.fullmatch(sender.email.rpartition("@")[0]))
+
+
+def sent_by_mail_system(mail: InboundMail) -> bool:
+    """A null return path, or a From, Return-Path or X-Failed-Recipients showing that
+    a mail system wrote it: where a failure report may be read from the text."""
+    context = _Context(frozenset(), "")
+    checks = (
+        _bounce_sender,
+        _unaddressed_delivery_system,
+        _bounce_return_path,
+        _header("x-failed-recipients"),
+    )
+    return mail.return_path == "" or any(check(mail, context) for check in checks)
 
 
 def looks_like_failure(subject: str) -> bool:

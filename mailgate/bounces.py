@@ -15,7 +15,7 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
 
-from core.classify import is_bounce_sender, looks_like_failure
+from core.classify import looks_like_failure, sent_by_mail_system
 from core.mail import BounceReport, InboundMail
 from mailgate.charsets import decode_bytes, header_text
 from mailgate.header_fields import first_id, valid_address
@@ -23,12 +23,12 @@ from mailgate.mime_walk import PartWalk, children
 
 _ORIGINAL_MARKER = re.compile(
     r"^.*(?:below this line is a copy|original message|this is a copy of the message"
-    r"|header of the original message|message follows|undelivered message).*$",
+    r"|header of the original message|message follows|headers follow|undelivered message).*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _FAILED_LINE = re.compile(
     r"""^\s*(?:[^\n:]*(?:failed|undeliverable)[^\n:]*:\s*)?["<]*"""
-    r"""([^\s"<>@:]+@[^\s"<>:]+?)[">]*:?\s*(?:<mailto:[^>\s]*>)?\s*$""",
+    r"""([^\s"<>@:]+@[^\s"<>:]+?)[">]*:?\s*(?:<mailto:[^>\s]*>)?\s*(?:\son\s.*)?$""",
     re.IGNORECASE | re.MULTILINE,
 )
 _DELAY = re.compile(
@@ -43,12 +43,8 @@ def with_bounce(mail: InboundMail, body: PartWalk) -> InboundMail:
     """The mail with its bounce report, when it is a delivery failure."""
     report = _dsn_report(body)
     if report is None:
-        suspicious = (
-            (mail.sender is not None and is_bounce_sender(mail.sender))
-            or mail.header("x-failed-recipients") is not None
-            or mail.return_path == ""
-        )
-        if not (suspicious and looks_like_failure(mail.subject)):
+        failure = looks_like_failure(mail.subject) or looks_like_failure(mail.text[:2000])
+        if not (failure and sent_by_mail_system(mail)):
             return mail
         report = _text_report(mail, body)
     if report.original_message_id is None:
