@@ -18,7 +18,8 @@ Reason = Literal["auto_reply", "bounce", "loop"]
 OWN_MESSAGE_ID_PREFIX = "ticketd."
 
 _BOUNCE_LOCALS = re.compile(
-    r"mailer[-_]?daemon|mail[-_]daemon|postmaster|mailer|mail[-_]?delivery[-_\w]*", re.IGNORECASE
+    r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master|mailer|mail[-_]?delivery[-_\w]*",
+    re.IGNORECASE,
 )
 _DELIVERY_SYSTEM_NAME = re.compile(
     r"^\W*(?:mailer[-_ ]?daemon|mail[-_ ]daemon|postmaster|mail delivery (?:sub)?system)\b",
@@ -30,7 +31,8 @@ _FAILURE = re.compile(
     r"undeliver|undelivered|delivery (?:status notification|notification|failure|has failed)"
     r"|failure notice|returned mail|mail delivery failed|delivery failed|returned to sender"
     r"|non-?delivery|nondeliverable|delayed mail|could not send|not delivered|mail failure"
-    r"|could not be delivered|did not reach the following|unable to deliver"
+    r"|could not be delivered|did not reach the following|unable to deliver|no such user"
+    r"|error (?:sending|delivering) your|trouble delivering"
     r"|unzustellbar|nicht zugestellt|non remis|не доставлено",
     re.IGNORECASE,
 )
@@ -106,7 +108,11 @@ def classify_mail(
 
 def is_bounce_sender(sender: Address) -> bool:
     """MAILER-DAEMON, postmaster and similar delivery-system senders."""
-    return bool(_BOUNCE_LOCALS.fullmatch(sender.email.rpartition("@")[0]))
+    return is_bounce_address(sender.email)
+
+
+def is_bounce_address(email: str) -> bool:
+    return bool(_BOUNCE_LOCALS.fullmatch(email.rpartition("@")[0]))
 
 
 def sent_by_mail_system(mail: InboundMail) -> bool:

@@ -15,21 +15,39 @@ from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses
 
-from core.classify import looks_like_failure, sent_by_mail_system
+from core.classify import is_bounce_address, looks_like_failure, sent_by_mail_system
 from core.mail import BounceReport, InboundMail
 from mailgate.charsets import decode_bytes, header_text
 from mailgate.header_fields import first_id, valid_address
 from mailgate.mime_walk import PartWalk, children
 
 _ORIGINAL_MARKER = re.compile(
-    r"^.*(?:below this line is a copy|original message|this is a copy of the message"
-    r"|header of the original message|message follows|headers follow|undelivered message).*$",
+    r"^.*(?:below this line is a copy|original message(?! was received)"
+    r"|this is a copy of the message|header of the original message|message follows"
+    r"|headers follow|undelivered message).*$",
     re.IGNORECASE | re.MULTILINE,
 )
-_FAILED_LINE = re.compile(
-    r"""^\s*(?:[^\n:]*(?:failed|undeliverable)[^\n:]*:\s*)?["<]*"""
-    r"""([^\s"<>@:]+@[^\s"<>:]+?)[">]*:?\s*(?:<mailto:[^>\s]*>)?\s*(?:\son\s.*)?$""",
-    re.IGNORECASE | re.MULTILINE,
+_ADDRESS = r"""([^\s"<>@:()\[\],;]+@[^\s"<>@:()\[\],;]*[A-Za-z0-9])"""
+# Where mail systems name the addresses that failed, each pattern's group 1:
+_FAILED_PATTERNS = (
+    # alone on a line, perhaps after "... failed:" or before "on <date>"
+    re.compile(
+        rf"""^\s*(?:[^\n:]*(?:failed|undeliverable)[^\n:]*:\s*)?["<]*{_ADDRESS}[">]*:?\s*"""
+        r"""(?:<mailto:[^>\s]*>)?\s*(?:\son\s.*)?$""",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+    # first on a line, followed by the reason: "a@x: 550 ...", "a@x [User unknown]"
+    re.compile(
+        rf"^[ \t]*(?:[*\-][ \t]*)?<?{_ADDRESS}>?(?=:|[ \t]+[\[(A-Za-z]|[ \t]*$)", re.I | re.M
+    ),
+    # after a label: "Recipient: <a@x>", "RCPT TO:<a@x>", "could not be delivered to: a@x"
+    re.compile(
+        r"(?:\brcpt to|\brecipients?|returned (?:permanent |temporary )?errors?|delivered to"
+        rf"|target mail address)[ \t]*:?[ \t]*<?{_ADDRESS}",
+        re.IGNORECASE,
+    ),
+    # an SMTP reply naming it: "550 <a@x>... User unknown", "<<< 554 5.1.1 <a@x>"
+    re.compile(rf"^\s*(?:<<<\s*)?[45]\d\d[ -](?:[45]\.\d+\.\d+\s+)?<{_ADDRESS}>", re.M),
 )
 _DELAY = re.compile(
     r"delayed|still being retried|will (?:be retried|continue|keep trying)"
@@ -64,6 +82,7 @@ def _dsn_report(body: PartWalk) -> BounceReport | None:
             if not address or action in ("delivered", "relayed", "expanded"):
                 continue
             recipients.append(address)
+            # "failed" is final even with a 4.x.x status: the MTA has given up
             permanent = permanent or action == "failed" or status.startswith("5")
     if not recipients:
         return None
@@ -94,11 +113,27 @@ def _text_report(mail: InboundMail, body: PartWalk) -> BounceReport:
     if failed:
         found = [a.strip().lower() for a in failed.split(",") if valid_address(a.strip())]
     else:
-        found = [a.lower() for a in _FAILED_LINE.findall(report_text)]
+        found = _failed_in_text(mail, report_text)
     if not found:
         found = _original_recipients(body, mail.text)
     permanent = not _DELAY.search(f"{mail.subject}\n{report_text}")
     return BounceReport(tuple(dict.fromkeys(found)), permanent)
+
+
+def _failed_in_text(mail: InboundMail, report: str) -> list[str]:
+    """Addresses the report names as failed, in order; never the report's own
+    sender or recipient (the original sender) and never a mail system's address."""
+    own = {a.email for a in (*mail.to, *([mail.sender] if mail.sender else []))}
+    hits = sorted(
+        (match.start(1), match.group(1).lower())
+        for pattern in _FAILED_PATTERNS
+        for match in pattern.finditer(report)
+    )
+    return [
+        address
+        for _, address in hits
+        if valid_address(address) and address not in own and not is_bounce_address(address)
+    ]
 
 
 def _original_recipients(body: PartWalk, text: str) -> list[str]:

@@ -46,7 +46,7 @@ class PartWalk:
     def visit(self, part: Message, depth: int, *, in_alternative: bool) -> None:
         if depth > self.limits.max_depth:
             raise MalformedMail("malformed", f"MIME nesting deeper than {self.limits.max_depth}")
-        ctype = part.get_content_type()
+        ctype = content_type(part)
         if ctype.startswith("multipart/") and isinstance(part.get_payload(), list):
             for child in children(part):
                 alternative = ctype == "multipart/alternative"
@@ -98,7 +98,7 @@ class PartWalk:
         """An attachment's bytes; a message/* part as the message it holds."""
         if part.get_content_maintype() == "message" or part.is_multipart():
             found = children(part)
-            if found and part.get_content_type() == "message/rfc822":
+            if found and content_type(part) == "message/rfc822":
                 return bytes(found[0].as_bytes(policy=compat32))
             if found:
                 return b"\n".join(bytes(child.as_bytes(policy=compat32)) for child in found)
@@ -106,6 +106,11 @@ class PartWalk:
         if isinstance(data, bytes):
             return data
         return str(part.get_payload()).encode("utf-8", "surrogateescape")
+
+
+def content_type(part: Message) -> str:
+    """The part's type, also where a broken header runs its parameters on without `;`."""
+    return part.get_content_type().split(None, 1)[0]
 
 
 def children(part: Message) -> list[Message]:
@@ -141,7 +146,7 @@ def _declared_type(part: Message) -> str | None:
     value = part.get("content-type")
     if value is None:
         return part.get_default_type() if part.get_default_type() == "message/rfc822" else None
-    ctype = str(value).split(";", 1)[0].strip().lower()
+    ctype = (str(value).split(";", 1)[0].split() or [""])[0].lower()
     return ctype if _USABLE_TYPE.fullmatch(ctype) else None
 
 

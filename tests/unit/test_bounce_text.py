@@ -37,3 +37,40 @@ def test_a_person_quoting_a_failure_is_not_a_bounce() -> None:
         b"My order mail could not be delivered to bob@far.test, why?\r\n"
     )
     assert parse_message(raw).bounce is None
+
+
+def _report(lines: bytes) -> tuple[str, ...]:
+    raw = (
+        b"From: Mail Delivery System <MAILER-DAEMON@relay.test>\r\nTo: anna@shop.test\r\n"
+        b"Subject: Returned mail: see transcript\r\n\r\n" + lines
+    )
+    bounce = parse_message(raw).bounce
+    assert bounce is not None
+    return bounce.failed_recipients
+
+
+def test_failed_addresses_in_the_shapes_mail_systems_write_them() -> None:
+    assert _report(b"bob@far.test: 550 5.2.2 <bob@far.test>... Mailbox Full\r\n") == (
+        "bob@far.test",
+    )
+    assert _report(
+        b"---The following addresses had delivery errors---\r\n\r\nbob@far.test [User unknown]\r\n"
+    ) == ("bob@far.test",)
+    assert _report(b"aborted after 5.0 hour(s):\r\n  * bob@far.test\r\n") == ("bob@far.test",)
+    assert _report(b"    Recipient: <bob@far.test>\r\n    >>> RCPT TO:<bob@far.test>\r\n") == (
+        "bob@far.test",
+    )
+    transcript = (
+        b">>> MAIL From:<anna@shop.test>\r\n<<< 501 <anna@shop.test>... no access\r\n"
+        b"554 <bob@far.test>... Remote protocol error\r\n550 <cat@far.test>... User unknown\r\n"
+    )
+    assert _report(transcript) == ("bob@far.test", "cat@far.test")
+
+
+def test_sendmail_preamble_is_not_taken_for_the_returned_message() -> None:
+    lines = (
+        b"The original message was received at Thu, 29 Apr 2011 23:34:45 +0900\r\n"
+        b"from anna@shop.test\r\n\r\n---The following addresses had delivery errors---\r\n\r\n"
+        b"bob@far.test [User unknown]\r\n"
+    )
+    assert _report(lines) == ("bob@far.test",)
