@@ -43,6 +43,10 @@ _VACATION = re.compile(
     r"|risposta automatica|away from)",
     re.IGNORECASE,
 )
+# Hotmail's and other providers' abuse feedback without an ARF report type
+_COMPLAINT_SUBJECT = re.compile(
+    r"^\s*complaint about message from \d{1,3}(?:\.\d{1,3}){3}\s*$", re.I
+)
 # Lotus Notes / Domino: "AUTO: Jane Doe is out of the office (returning 05/01/2010)"
 _NOTES_AUTO_SUBJECT = re.compile(r"^\s*AUTO:\s.*\bout of (?:the )?office\b", re.IGNORECASE)
 # Reports that machines send about a message: read receipts (RFC 8098) and abuse
@@ -240,8 +244,10 @@ def _list_robot(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
     return ("list-robot", sender.email) if sender and robot else None
 
 
-def _notes_auto_subject(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
-    return ("subject", mail.subject) if _NOTES_AUTO_SUBJECT.match(mail.subject) else None
+def _robot_subject(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
+    """Subjects only machines write: Lotus Notes absences, provider abuse complaints."""
+    robot = _NOTES_AUTO_SUBJECT.match(mail.subject) or _COMPLAINT_SUBJECT.match(mail.subject)
+    return ("subject", mail.subject) if robot else None
 
 
 def _machine_report(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
@@ -283,7 +289,7 @@ _TABLES: tuple[tuple[Reason, tuple[Rule, ...]], ...] = (
             _ticket_system,
             _list_robot,
             _machine_report,
-            _notes_auto_subject,
+            _robot_subject,
             _vacation_subject,
         ),
     ),

@@ -18,6 +18,7 @@ _ONLY_ENCODED_WORDS = re.compile(rf"(?:{_ENCODED_WORD.pattern}\s*)+")
 _UTF8_SEQUENCE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
 )
+_ISO_2022_JP = re.compile(r"\x1b\$[@B]")
 _LATIN = frozenset({"ascii", "iso8859-1", "iso8859-15", "cp1252"})
 _MIXED_ERRORS = "ticketd-stray-cp1252"
 
@@ -38,7 +39,13 @@ def collapse(text: str) -> str:
 
 def fix_8bit(value: str, hint: str | None = None) -> str:
     """Undo the parser's surrogate escapes: raw 8-bit header bytes as UTF-8 (RFC 6532),
-    else in the `hint` charset, else by guessing."""
+    else in the `hint` charset, else by guessing. Raw ISO-2022-JP (7-bit, with escape
+    sequences, as old Japanese mailers write headers) is decoded too."""
+    if _ISO_2022_JP.search(value):
+        try:
+            return value.encode("ascii").decode("iso-2022-jp")
+        except UnicodeError:
+            return value
     if value.isascii() or not re.search("[\udc80-\udcff]", value):
         return value
     data = value.encode("utf-8", "surrogateescape")
@@ -55,6 +62,8 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
     mostly-UTF-8 text keeps its UTF-8 with stray bytes read as cp1252.
     """
     charset = _charset(declared)
+    if charset is None and b"\x1b$B" in data:  # undeclared ISO-2022-JP
+        charset = "iso2022_jp"
     for candidate in ("utf-8", charset) if charset in _LATIN else (charset, "utf-8"):
         if candidate is not None:
             try:

@@ -62,3 +62,14 @@ def test_an_address_broken_across_an_unindented_line_stays_in_its_header() -> No
     mail = parse_message(raw)
     assert [a.email for a in mail.cc] == ["c@x.test", "d@x.test"]
     assert mail.text.strip() == "Body."
+
+
+def test_raw_iso_2022_jp_header_is_decoded() -> None:
+    subject = "メールエラー通知".encode("iso-2022-jp")
+    raw = b"From: a@x.test\r\nSubject: " + subject + b"\r\n\r\nbody\r\n"
+    assert parse_message(raw).subject == "メールエラー通知"
+
+
+def test_undeclared_iso_2022_jp_body_is_decoded() -> None:
+    raw = b"From: a@x.test\r\nSubject: s\r\n\r\n" + "こんにちは".encode("iso-2022-jp") + b"\r\n"
+    assert parse_message(raw).text.strip() == "こんにちは"

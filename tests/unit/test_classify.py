@@ -94,6 +94,11 @@ def test_lotus_notes_out_of_office_subject_is_an_auto_reply() -> None:
     assert _reason(_with("AUTO: deploy script failed")) is None
 
 
+def test_provider_abuse_complaint_subject_is_automatic() -> None:
+    assert _reason(_with("complaint about message from 192.0.2.222")) == "auto_reply"
+    assert _reason(_with("complaint about message from my neighbour")) is None
+
+
 def test_x_failed_recipients_is_a_bounce() -> None:
     assert _reason(_with(x_failed_recipients="gone@customer.example")) == "bounce"
 
