@@ -20,6 +20,9 @@ _ENCODED_RUN = re.compile(rf"{_WORD}(?:\s+{_WORD})*")
 _QUOTED = re.compile(r'("(?:[^"\\]|\\.)*")')
 _UNESCAPE = re.compile(r"\\(.)")
 _COMMENT = re.compile(r"\([^()]*\)")
+_LEADING_ADDRESS = re.compile(
+    r"\s*<?([^\s<>()\[\],;:@\"]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>?(?=[\s,;]|$)"
+)
 
 
 def addresses(msg: Message, name: str, hint: str | None = None) -> tuple[Address, ...]:
@@ -38,11 +41,17 @@ def addresses(msg: Message, name: str, hint: str | None = None) -> tuple[Address
     # or getaddresses has made it out of a (decoded) display name.
     bare = "".join(_COMMENT.sub("", _QUOTED.sub(" ", value)) for value in values)
     written = "".join(bare.lower().split())
-    return tuple(
+    found = tuple(
         Address(email=addr.lower(), name=collapse(display))
         for display, addr in getaddresses(values)
         if valid_address(addr) and addr.lower() in written
     )
+    if found:
+        return found
+    # `a@x.test b@x.test`: the grammar fails, but a header that starts with an
+    # address names that mailbox first, as RFC 5322 parsers read it.
+    leading = _LEADING_ADDRESS.match(bare)
+    return (Address(email=leading.group(1).lower()),) if leading else ()
 
 
 def _protect_words(value: str) -> str:

@@ -43,3 +43,14 @@ def test_encoded_word_cannot_be_an_address() -> None:
 )
 def test_addresses_never_come_from_names_or_comments(from_header: bytes) -> None:
     assert parse_message(b"From: " + from_header + b"\r\nSubject: s\r\n\r\nbody\r\n").sender is None
+
+
+@pytest.mark.parametrize(
+    ("from_header", "email"),
+    [(b"tim@power.test concierge@power.test", "tim@power.test"), (b"Big Bug bb@bug.test", None)],
+)
+def test_unsplittable_from_gives_its_leading_address_only(
+    from_header: bytes, email: str | None
+) -> None:
+    sender = parse_message(b"From: " + from_header + b"\r\nSubject: s\r\n\r\nbody\r\n").sender
+    assert (sender.email if sender else None) == email
