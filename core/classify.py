@@ -21,6 +21,7 @@ _BOUNCE_LOCALS = re.compile(
     r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master|mailer|mail[-_]?delivery[-_\w]*",
     re.IGNORECASE,
 )
+_DAEMON_LOCALS = re.compile(r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master", re.IGNORECASE)
 _DELIVERY_SYSTEM_NAME = re.compile(
     r"^\W*(?:mailer[-_ ]?daemon|mail[-_ ]daemon|postmaster|mail delivery (?:sub)?system)\b",
     re.IGNORECASE,
@@ -173,8 +174,10 @@ def _bounce_sender(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
 
 
 def _bounce_return_path(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
+    """Only the daemon names: web forms send people's mail with `mailer@` return paths."""
     local = (mail.return_path or "").partition("@")[0]
-    return ("return-path", mail.return_path or "") if _BOUNCE_LOCALS.fullmatch(local) else None
+    daemon = _DAEMON_LOCALS.fullmatch(local)
+    return ("return-path", mail.return_path or "") if daemon else None
 
 
 def _unaddressed_delivery_system(mail: InboundMail, _: _Context) -> tuple[str, str] | None:

@@ -134,6 +134,10 @@ def test_delivery_system_return_path_is_a_bounce(path: str) -> None:
     assert _reason(replace(HUMAN, return_path=path)) == "bounce"
 
 
+def test_web_form_mailer_return_path_is_not_a_bounce() -> None:
+    assert _reason(replace(HUMAN, return_path="mailer@shop.example")) is None
+
+
 def test_null_return_path_alone_is_not_a_bounce() -> None:
     assert _reason(replace(HUMAN, return_path="")) is None
 
