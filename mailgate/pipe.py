@@ -90,7 +90,6 @@ def _hand_to_daemon(settings: Settings, raw: bytes, department: str, sender: str
         finally:
             with contextlib.suppress(OSError):
                 conn.sendall(b"quit\r\n")
-                _reply(replies)
     return _exit_code(code)
 
 

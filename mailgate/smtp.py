@@ -23,6 +23,8 @@ from mailgate.app import App
 from mailgate.pipe import PIPE_HELO
 
 log = logging.getLogger(__name__)
+# aiosmtpd logs every command and connection at INFO: keep it to warnings.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 SHUTDOWN_GRACE = 30.0
 TEMPORARY = "451 4.3.0 Temporary failure, please try again later"
 TOO_BIG = "552 5.3.4 Message too big for this system"
