@@ -19,6 +19,17 @@ _UTF8_SEQUENCE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
 )
 _ISO_2022_JP = re.compile(r"\x1b\$[@B]")
+_ALIASES = {"gb_2312-80": "gb2312", "windows-31j": "cp932", "csgb2312": "gb2312"}
+# Labels mail clients use for what is really the larger Microsoft or national set.
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "shift_jis": "cp932",
+    "euc_kr": "cp949",
+    "tis-620": "cp874",
+    "iso8859-11": "cp874",
+    "big5": "big5hkscs",
+}
 _LATIN = frozenset({"ascii", "iso8859-1", "iso8859-15", "cp1252"})
 _MIXED_ERRORS = "ticketd-stray-cp1252"
 
@@ -59,7 +70,10 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
     """Decode with the declared charset, then UTF-8, a single-byte guess, then latin-1.
 
     Valid UTF-8 wins over a declared Latin charset (the usual mislabelling), and
-    mostly-UTF-8 text keeps its UTF-8 with stray bytes read as cp1252.
+    mostly-UTF-8 text keeps its UTF-8 with stray bytes read as cp1252. A declared
+    charset is read as its superset (GB2312 as GB18030, Shift_JIS as cp932, ...),
+    and a declared non-Latin one that still fails keeps its characters with the
+    odd byte replaced: a guess between Latin and Cyrillic sets would garble them all.
     """
     charset = _charset(declared)
     if charset is None and b"\x1b$B" in data:  # undeclared ISO-2022-JP
@@ -70,6 +84,8 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
                 return data.decode(candidate)
             except UnicodeError:
                 pass
+    if charset is not None and charset not in _LATIN and charset != "utf-8":
+        return data.decode(charset, errors="replace")
     if _UTF8_SEQUENCE.search(data):
         return data.decode("utf-8", errors=_MIXED_ERRORS)
     try:
@@ -89,13 +105,27 @@ codecs.register_error(_MIXED_ERRORS, _stray_bytes_as_cp1252)
 
 
 def _charset(declared: str | None) -> str | None:
+    """The codec to read a declared charset with: its superset where mail needs one."""
     if not declared:
         return None
     name = declared.strip().strip("\"'").rsplit("=", 1)[-1].strip("\"' ").lower()
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return None
+    for label in (name, *_relabel(name)):
+        try:
+            found = codecs.lookup(label).name
+        except LookupError:
+            continue
+        return _SUPERSETS.get(found, found)
+    return None
+
+
+def _relabel(name: str) -> list[str]:
+    """Other spellings of a label Python does not know: `x-gbk`, `iso-8859-8-i`,
+    `windows-874`, `x-x-big5`, `gb_2312-80`."""
+    if name in _ALIASES:
+        return [_ALIASES[name]]
+    bare = re.sub(r"^(?:x-)+", "", name)
+    bare = re.sub(r"^(iso-?8859-\d+)-[ie]$", r"\1", bare)
+    return [bare, re.sub(r"^windows-(\d+)$", r"cp\1", bare), bare.replace("_", "").replace("-", "")]
 
 
 def _guess_8bit(data: bytes) -> str:

@@ -73,3 +73,40 @@ def test_raw_iso_2022_jp_header_is_decoded() -> None:
 def test_undeclared_iso_2022_jp_body_is_decoded() -> None:
     raw = b"From: a@x.test\r\nSubject: s\r\n\r\n" + "こんにちは".encode("iso-2022-jp") + b"\r\n"
     assert parse_message(raw).text.strip() == "こんにちは"
+
+
+def _plain(charset: str, text: bytes, subject: bytes = b"s") -> tuple[str, str]:
+    raw = (
+        b"From: a@x.test\r\nSubject: "
+        + subject
+        + b"\r\nContent-Type: text/plain; charset="
+        + charset.encode()
+        + b"\r\n\r\n"
+        + text
+    )
+    mail = parse_message(raw)
+    return mail.subject, mail.text.strip()
+
+
+def test_declared_charsets_are_read_as_their_supersets() -> None:
+    assert _plain("gb2312", "打印机坏了。镕".encode("gbk"))[1] == "打印机坏了。镕"
+    assert _plain("shift_jis", "①番の件、㈱テスト".encode("cp932"))[1] == "①番の件、㈱テスト"
+    assert _plain("euc-kr", "똠방각하".encode("cp949"))[1] == "똠방각하"
+
+
+def test_labels_python_does_not_know_are_recognised() -> None:
+    assert _plain("x-gbk", "您好".encode("gbk"))[1] == "您好"
+    assert _plain('"iso-8859-8-i"', "שלום".encode("iso-8859-8"))[1] == "שלום"
+    assert _plain("windows-874", "สวัสดี".encode("cp874"))[1] == "สวัสดี"
+
+
+def test_a_stray_byte_in_a_multibyte_text_spoils_one_character_only() -> None:
+    text = "您好".encode("gb18030") + b"\xff" + "打印机".encode("gb18030")
+    assert _plain("gb2312", text)[1] == "您好\ufffd打印机"
+
+
+def test_encoded_subject_in_gb2312_with_gbk_characters() -> None:
+    import base64
+
+    word = b"=?gb2312?B?" + base64.b64encode("打印机故障 镕".encode("gbk")) + b"?="
+    assert _plain("utf-8", b"x", word)[0] == "打印机故障 镕"
