@@ -18,7 +18,7 @@ Reason = Literal["auto_reply", "bounce", "loop"]
 OWN_MESSAGE_ID_PREFIX = "ticketd."
 
 _BOUNCE_LOCALS = re.compile(
-    r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master|mailer|mail[-_]?delivery[-_\w]*",
+    r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master|mail[-_]?delivery[-_\w]*",
     re.IGNORECASE,
 )
 _DAEMON_LOCALS = re.compile(r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master", re.IGNORECASE)

@@ -104,7 +104,7 @@ def test_x_failed_recipients_is_a_bounce() -> None:
 
 
 @pytest.mark.parametrize(
-    "sender", ["MAILER-DAEMON@mx.example", "postmaster@example.org", "mailer@example.net"]
+    "sender", ["MAILER-DAEMON@mx.example", "postmaster@example.org", "mail-delivery@example.net"]
 )
 def test_delivery_system_sender_is_a_bounce(sender: str) -> None:
     assert _reason(replace(HUMAN, sender=Address(sender.lower()))) == "bounce"
@@ -134,8 +134,10 @@ def test_delivery_system_return_path_is_a_bounce(path: str) -> None:
     assert _reason(replace(HUMAN, return_path=path)) == "bounce"
 
 
-def test_web_form_mailer_return_path_is_not_a_bounce() -> None:
+def test_web_form_mailer_is_not_a_bounce() -> None:
+    """Contact forms send a visitor's message as mailer@ (their Reply-To is the visitor)."""
     assert _reason(replace(HUMAN, return_path="mailer@shop.example")) is None
+    assert _reason(replace(HUMAN, sender=Address("mailer@shop.example"))) is None
 
 
 def test_null_return_path_alone_is_not_a_bounce() -> None:
