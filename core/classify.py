@@ -12,16 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from core.mail import Address, InboundMail
+from core.mail import InboundMail
 
 Reason = Literal["auto_reply", "bounce", "loop"]
 OWN_MESSAGE_ID_PREFIX = "ticketd."
 
-_BOUNCE_LOCALS = re.compile(
-    r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master|mail[-_]?delivery[-_\w]*",
-    re.IGNORECASE,
-)
-_DAEMON_LOCALS = re.compile(r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master", re.IGNORECASE)
+_DAEMON = r"mailer[-_]?daemon|mail[-_]daemon|post[-_]?master"
+_DAEMON_LOCALS = re.compile(_DAEMON, re.IGNORECASE)
+_BOUNCE_LOCALS = re.compile(rf"{_DAEMON}|mail[-_]?delivery[-_\w]*", re.IGNORECASE)
 _DELIVERY_SYSTEM_NAME = re.compile(
     r"^\W*(?:mailer[-_ ]?daemon|mail[-_ ]daemon|postmaster|mail delivery (?:sub)?system)\b",
     re.IGNORECASE,
@@ -111,12 +109,8 @@ def classify_mail(
     return None
 
 
-def is_bounce_sender(sender: Address) -> bool:
-    """MAILER-DAEMON, postmaster and similar delivery-system senders."""
-    return is_bounce_address(sender.email)
-
-
 def is_bounce_address(email: str) -> bool:
+    """MAILER-DAEMON, postmaster and similar delivery-system addresses."""
     return bool(_BOUNCE_LOCALS.fullmatch(email.rpartition("@")[0]))
 
 
@@ -170,7 +164,7 @@ def _delivery_report(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
 
 def _bounce_sender(mail: InboundMail, _: _Context) -> tuple[str, str] | None:
     sender = mail.sender
-    return ("from", sender.email) if sender and is_bounce_sender(sender) else None
+    return ("from", sender.email) if sender and is_bounce_address(sender.email) else None
 
 
 def _bounce_return_path(mail: InboundMail, _: _Context) -> tuple[str, str] | None:

@@ -176,9 +176,15 @@ def open_ticket(
         check_access(uow, ticket, actor)
     author = actor if actor.is_admin else Actor(request.requester_email, request.requester_name)
     message = _message(
-        REPLY, author, badge, request.body, now, request.mail_message_id, request.body_html
+        REPLY,
+        author,
+        badge,
+        request.body,
+        now,
+        request.mail_message_id,
+        request.body_html,
+        request.new_text,
     )
-    message.new_text = request.new_text
     store_attachments(uow, message, request.attachments)
     ticket.messages.append(message)
     log(ticket, actor, "opened", f"in {department.email} by {author.label}", now)
@@ -205,6 +211,7 @@ def _message(
     now: datetime,
     mail_id: str | None = None,
     html: str | None = None,
+    new_text: str = "",
 ) -> Message:
     return Message(
         kind=kind,
@@ -213,6 +220,7 @@ def _message(
         badge=badge,
         body=body,
         body_html=render_markdown(body) if html is None else html,
+        new_text=new_text,
         created_at=now,
         admin_id=author.admin_id,
         mail_message_id=mail_id,
@@ -235,8 +243,7 @@ def client_reply(
 
     `html` is safe HTML already (a mailed reply's); without it `body` is markdown.
     """
-    message = _message(REPLY, author, badge, body, now, mail_message_id, html)
-    message.new_text = new_text
+    message = _message(REPLY, author, badge, body, now, mail_message_id, html, new_text)
     store_attachments(uow, message, attachments)
     ticket.messages.append(message)
     _touch_reply(ticket, author, now)

@@ -52,7 +52,7 @@ def fix_8bit(value: str, hint: str | None = None) -> str:
     """Undo the parser's surrogate escapes: raw 8-bit header bytes as UTF-8 (RFC 6532),
     else in the `hint` charset, else by guessing. Raw ISO-2022-JP (7-bit, with escape
     sequences, as old Japanese mailers write headers) is decoded too."""
-    if _ISO_2022_JP.search(value):
+    if "\x1b" in value and _ISO_2022_JP.search(value):
         try:
             return value.encode("ascii").decode("iso-2022-jp")
         except UnicodeError:

@@ -147,8 +147,8 @@ def _build(head: bytes, source: bytes, body_start: int, limits: MessageLimits) -
     body.visit(msg, 0, in_alternative=False)
     hint = body.charset
     headers = _raw_headers(msg, hint)
-    text = _body_text(body)
     html = next((h for h in body.html if h.strip()), None)
+    text = _body_text(body.plain, html)
     sender = addresses(msg, "from", hint)
     mail = InboundMail(
         message_id=first_id(_get(headers, "message-id")),
@@ -182,10 +182,9 @@ def _get(headers: list[tuple[str, str]], name: str) -> str | None:
     return next((value for key, value in headers if key == name), None)
 
 
-def _body_text(body: PartWalk) -> str:
-    """The first plain-text body with any text; else the first HTML body's text."""
-    found = next((text for text in body.plain if text.strip()), None)
+def _body_text(plain: list[str], html: str | None) -> str:
+    """The first plain-text body with any text; else the HTML body's text."""
+    found = next((text for text in plain if text.strip()), None)
     if found is not None:
         return found
-    html = next((h for h in body.html if h.strip()), "")
-    return html_to_text(html) if html else (body.plain[0] if body.plain else "")
+    return html_to_text(html) if html else (plain[0] if plain else "")

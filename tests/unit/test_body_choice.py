@@ -24,23 +24,28 @@ def test_raw_utf8_subject_wins_over_the_declared_charset() -> None:
     assert parse_message(raw).subject == "Grüße"
 
 
-def test_a_blank_first_text_part_does_not_hide_the_text_after_it() -> None:
-    raw = (
-        b"From: a@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-        b"--b\r\nContent-Type: text/plain\r\n\r\n\r\n"
-        b"--b\r\nContent-Type: text/plain\r\n\r\nThe real text.\r\n--b--\r\n"
+def _multipart(subtype: str, *parts: tuple[str, bytes]) -> bytes:
+    body = b"".join(
+        b"--b\r\nContent-Type: " + ctype.encode() + b"\r\n\r\n" + text + b"\r\n"
+        for ctype, text in parts
     )
+    return (
+        b"From: a@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/"
+        + subtype.encode()
+        + b'; boundary="b"\r\n\r\n'
+        + body
+        + b"--b--\r\n"
+    )
+
+
+def test_a_blank_first_text_part_does_not_hide_the_text_after_it() -> None:
+    raw = _multipart("mixed", ("text/plain", b""), ("text/plain", b"The real text."))
     assert parse_message(raw).text.strip() == "The real text."
 
 
 def test_blank_plain_alternative_falls_back_to_the_html() -> None:
-    raw = (
-        b"From: a@x.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
-        b"--b\r\nContent-Type: text/plain\r\n\r\n \r\n"
-        b"--b\r\nContent-Type: text/html\r\n\r\n<p>Hello there</p>\r\n--b--\r\n"
-    )
+    raw = _multipart("alternative", ("text/plain", b" "), ("text/html", b"<p>Hello there</p>"))
     assert parse_message(raw).text.strip() == "Hello there"
 
 
