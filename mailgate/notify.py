@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.markdown import sanitise_html
-from core.model import Department, Message, OutboxItem, ThreadLink, Ticket
+from core.model import Department, Message, Ticket
 from core.notifications import Notification, NotifyRules, plan_notifications
 from core.routing import CLIENT
 from core.tokens import issue_token, reply_address
@@ -62,14 +62,16 @@ def rules_from(app: App) -> NotifyRules:
     )
 
 
-def queue_notifications(app: App, uow: SqlUnitOfWork, now: datetime) -> list[OutboxItem]:
+def queue_notifications(app: App, uow: SqlUnitOfWork, now: datetime) -> int:
     """Turn the unit of work's events into outbox rows; the caller commits."""
     found, uow.events = list(uow.events), []
     if not found:
-        return []
+        return 0
     intents = plan_notifications(uow, found, rules_from(app), now)
     builder = _Builder(app, uow, now)
-    return [builder.queue(item) for item in intents]
+    rows = [builder.row(item) for item in intents]
+    uow.insert_outbox(rows)
+    return len(rows)
 
 
 def templates_dir(app: App) -> str:
@@ -102,7 +104,8 @@ class _Builder:
             self.tickets[ticket_id] = (ticket, department, self._thread(ticket))
         return self.tickets[ticket_id]
 
-    def queue(self, item: Notification) -> OutboxItem:
+    def row(self, item: Notification) -> dict[str, Any]:
+        """The outbox row of one notification, by column."""
         ticket, department, thread = self._ticket(item.ticket_id)
         assert ticket.id is not None
         unique = secrets.token_hex(10)
@@ -122,20 +125,20 @@ class _Builder:
             "html": body.html,
             "attachments": _attachments(message) if item.attachments else [],
         }
-        row = OutboxItem(
-            created_at=self.now,
-            event=item.event,
-            recipient=item.recipient.email,
-            mail_message_id=mail_id,
-            subject=_subject(item, ticket)[:500],
-            payload=json.dumps(payload),
-            automatic=item.automatic,
-            ticket_id=ticket.id,
-            next_attempt_at=self.now,
-        )
-        self.uow.add(row)
-        self.uow.add(ThreadLink(mail_message_id=mail_id, ticket_id=ticket.id, role="sent"))
-        return row
+        return {
+            "created_at": self.now,
+            "event": item.event,
+            "recipient": item.recipient.email,
+            "mail_message_id": mail_id,
+            "subject": _subject(item, ticket)[:500],
+            "payload": json.dumps(payload),
+            "automatic": item.automatic,
+            "ticket_id": ticket.id,
+            "status": "queued",
+            "attempts": 0,
+            "next_attempt_at": self.now,
+            "last_error": "",
+        }
 
     def _domain(self, department: Department) -> str:
         configured = self.app.settings.outbound.message_id_domain

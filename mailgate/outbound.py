@@ -42,6 +42,7 @@ from mailgate.app import App, utcnow
 from mailgate.headers import safe_headers
 from mailgate.settings import OutboundSettings
 from storage.blobs import BlobStore
+from storage.sent_marks import SentMarks
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(hours=6)
@@ -351,13 +352,14 @@ def send_due(app: App, transport: Transport) -> SendReport:
         if not batch:
             return total
         lease_end = started + timedelta(seconds=app.settings.outbound.claim_seconds * 0.8)
-        for claimed in batch:
-            if utcnow() > lease_end:
-                break
-            total += _deliver(app, transport, claimed)
+        with SentMarks(app.engine) as marks:
+            for claimed in batch:
+                if utcnow() > lease_end:
+                    break
+                total += _deliver(app, transport, claimed, marks)
 
 
-def _deliver(app: App, transport: Transport, claimed: Claimed) -> SendReport:
+def _deliver(app: App, transport: Transport, claimed: Claimed, marks: SentMarks) -> SendReport:
     try:
         mail = outgoing(app, claimed)
     except ValueError as err:
@@ -366,15 +368,8 @@ def _deliver(app: App, transport: Transport, claimed: Claimed) -> SendReport:
         transport.send(mail)
     except DeliveryError as err:
         return _record_failure(app, claimed.item_id, str(err), err.permanent)
-    _mark_sent(app, claimed.item_id)
+    marks.mark(claimed.item_id, utcnow())  # right after the transport accepted it
     return SendReport(sent=1)
-
-
-def _mark_sent(app: App, item_id: int) -> None:
-    """Right after the transport accepted it, in a transaction of its own."""
-    with app.uow() as uow:
-        uow.mark_outbox_sent(item_id, utcnow())
-        uow.commit()
 
 
 def _record_failure(app: App, item_id: int, error: str, permanent: bool) -> SendReport:

@@ -12,7 +12,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, and_, case, delete, event, func, or_, select, update
+from sqlalchemy import Engine, and_, case, delete, event, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -413,12 +413,18 @@ class SqlUnitOfWork:
         )
         return sorted((row[0], row[1], row[2]) for row in self.session.execute(query))
 
-    def mark_outbox_sent(self, item_id: int, now: datetime) -> None:
-        """One UPDATE by primary key: no load and flush on the sender's hot path."""
-        o = tables.outbox
-        self.session.execute(
-            update(o).where(o.c.id == item_id).values(status="sent", sent_at=now, last_error="")
-        )
+    def insert_outbox(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Queue outbox rows (columns by name) and their `sent` thread links in two
+        multi-row INSERTs: a reply to a ticket with many CCs queues many at once."""
+        if not rows:
+            return
+        self.session.flush()
+        self.session.execute(insert(tables.outbox), list(rows))
+        links = [
+            {"mail_message_id": r["mail_message_id"], "ticket_id": r["ticket_id"], "role": "sent"}
+            for r in rows
+        ]
+        self.session.execute(insert(tables.thread_links), links)
 
     def outbox_counts(
         self, recipients: Collection[str], event: str, event_since: datetime, day_since: datetime

@@ -656,6 +656,30 @@ def test_maildir_resend_overwrites(app_maker: Any, tmp_path: Any) -> None:
     assert all(f.read_bytes().startswith(b"Return-Path: <support+bounce-") for f in files)
 
 
+def test_sent_marks_commit_each_row_and_leave_the_pooled_connection_as_found(
+    app_maker: Any,
+) -> None:
+    """Marks are visible to other connections at once; SQLite's relaxed sync is undone."""
+    from storage.engine import is_sqlite
+    from storage.sent_marks import SentMarks
+
+    app = app_maker()
+    open_by_client(app)
+    with app.uow() as uow:
+        ids = [i.id for i in uow.outbox_items("queued")]
+    assert len(ids) == 3
+    with SentMarks(app.engine) as marks:
+        marks.mark(ids[0], utcnow())
+        with app.uow() as uow:  # another connection sees the committed mark
+            assert {i.id for i in uow.outbox_items("sent")} == {ids[0]}
+    if is_sqlite(app.engine):
+        app.engine.pool.dispose()  # so the next checkout cannot hide a leftover setting
+        with SentMarks(app.engine):
+            pass
+        with app.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
 # --- threading: replies to notifications land on their ticket ----------------------------
 
 
