@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from mailgate.app import App
 
 
+DRAIN_WAIT_SECONDS = 60.0
+
+
 def load_app(args: argparse.Namespace) -> App:
     """Settings from `--config` (or the defaults) and the app built on them."""
     from mailgate.app import App
@@ -27,9 +30,14 @@ def load_app(args: argparse.Namespace) -> App:
 
 
 def ready_app(args: argparse.Namespace) -> App:
-    """The app with its schema in place (created on first use, as `init` would)."""
+    """The app with its schema in place (created on first use, as `init` would) and
+    every message the SMTP listener acknowledged imported, so a read right after a
+    250 sees it."""
+    from mailgate.spool import Spool
+
     app = load_app(args)
     app.ensure_schema()
+    Spool(app.settings.data_dir).drain(app, wait_seconds=DRAIN_WAIT_SECONDS)
     return app
 
 

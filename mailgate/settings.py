@@ -35,6 +35,8 @@ class SmtpSettings:
     enabled: bool = True
     max_message_bytes: int = 26214400
     max_sessions: int = 100
+    spool: bool = True
+    spool_max_messages: int = 10000
     tls_cert: str = ""
     tls_key: str = ""
 

@@ -2,8 +2,10 @@
 
 Unknown recipients are refused at RCPT, oversize mail at MAIL (SIZE) and in
 DATA, any failure answers 451 so the client retries, and 250 is sent only
-after the message is committed. Blocking work runs in a thread, never in a
-hook on the loop.
+after the message is durable: written to the spool (`mailgate.spool`, the
+default), or imported and committed (with `smtp.spool = false`, and always
+for `ticketd pipe`, whose exit status promises the import). Blocking work
+runs in a thread, never in a hook on the loop.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from core.tokens import split_reply_address
 from mailgate.accept import accept_message
 from mailgate.app import App
 from mailgate.pipe import PIPE_HELO
+from mailgate.spool_importer import SpoolImporter
 
 log = logging.getLogger(__name__)
 # aiosmtpd logs every command and connection at INFO: keep it to warnings.
@@ -31,10 +34,11 @@ TOO_BIG = "552 5.3.4 Message too big for this system"
 
 
 class IntakeHandler:
-    """aiosmtpd hooks: accept department recipients, commit DATA before 250."""
+    """aiosmtpd hooks: accept department recipients, make DATA durable before 250."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, spool: SpoolImporter | None) -> None:
         self.app = app
+        self.spool = spool
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -63,8 +67,10 @@ class IntakeHandler:
         self.in_flight += 1
         self.idle.clear()
         try:
+            if self.spool is not None and transport == "smtp":
+                return await self._spooled(raw, mail_envelope, self.spool)
             decision = await asyncio.to_thread(accept_message, self.app, raw, mail_envelope)
-        except TransientError as err:
+        except (TransientError, OSError) as err:
             log.warning("temporary failure from %s: %s", session.peer, err)
             return TEMPORARY
         finally:
@@ -72,6 +78,14 @@ class IntakeHandler:
             if not self.in_flight:
                 self.idle.set()
         return f"250 2.0.0 OK: import {decision.import_id}"
+
+    async def _spooled(self, raw: bytes, envelope: MailEnvelope, spool: SpoolImporter) -> str:
+        refusal = await spool.refusal()
+        if refusal is not None:
+            log.warning("answering 451: %s", refusal)
+            return TEMPORARY
+        name = await spool.put(raw, envelope)
+        return f"250 2.0.0 OK: queued as {name}"
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session failed: %s: %s", type(error).__name__, error)
@@ -122,6 +136,8 @@ class Listener:
         self.server = server
         self.handler = handler
         self.sessions = sessions
+        if handler.spool is not None:
+            handler.spool.start()
 
     @property
     def port(self) -> int:
@@ -138,6 +154,8 @@ class Listener:
             if session.transport is not None:
                 session.transport.close()
         await self.server.wait_closed()
+        if self.handler.spool is not None:
+            await self.handler.spool.close(SHUTDOWN_GRACE)
 
 
 def _tls_context(app: App) -> ssl.SSLContext | None:
@@ -152,7 +170,7 @@ def _tls_context(app: App) -> ssl.SSLContext | None:
 async def start_listener(app: App, host: str | None = None, port: int | None = None) -> Listener:
     """Listen on the configured address (or the one given, 0 for a free port)."""
     conf_host, conf_port = app.settings.smtp.host_port
-    handler = IntakeHandler(app)
+    handler = IntakeHandler(app, SpoolImporter(app) if app.settings.smtp.spool else None)
     sessions: set[IntakeSMTP] = set()
     tls = _tls_context(app)
     limit = app.settings.smtp.max_message_bytes

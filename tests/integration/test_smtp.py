@@ -14,6 +14,7 @@ from core.intake import Envelope
 from core.views import ticket_document
 from mailgate.accept import accept_message
 from mailgate.smtp import Listener, start_listener
+from mailgate.spool import Spool
 
 MESSAGE = (
     b"From: Dana Client <dana@client.test>\r\n"
@@ -58,6 +59,8 @@ def _client(server: Running) -> smtplib.SMTP:
 
 
 def _tickets(app: Any) -> list[dict[str, Any]]:
+    """The tickets once every acknowledged message is imported, as a command sees them."""
+    Spool(app.settings.data_dir).drain(app, wait_seconds=30)
     with app.uow() as uow:
         return [ticket_document(uow, t) for t in uow.tickets()]
 
