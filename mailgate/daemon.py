@@ -11,10 +11,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from core.errors import TicketdError
 from mailgate.app import App
 from mailgate.settings import load_settings, locate_config
+
+if TYPE_CHECKING:
+    from mailgate.smtp import Listener
 
 log = logging.getLogger(__name__)
 Part = Callable[[App, asyncio.Event], Awaitable[None]]
@@ -40,12 +44,12 @@ async def _main(app: App, smtp: bool) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload, app)
     listener = None
     if smtp:
         from mailgate.smtp import start_listener
 
         listener = await start_listener(app)
+    loop.add_signal_handler(signal.SIGHUP, _reload, app, listener)
     tasks = [asyncio.create_task(_supervise(name, part, app, stop)) for name, part in _parts()]
     log.info("ticketd serving (config: %s)", app.settings.source)
     await stop.wait()
@@ -70,7 +74,7 @@ async def _supervise(name: str, part: Part, app: App, stop: asyncio.Event) -> No
             continue
 
 
-def _reload(app: App) -> None:
+def _reload(app: App, listener: Listener | None) -> None:
     """Re-read the config; keep running on the old one when the new one is invalid."""
     source = None if app.settings.source == "built-in defaults" else app.settings.source
     try:
@@ -79,4 +83,6 @@ def _reload(app: App) -> None:
         log.error("reload refused, keeping the running config: %s", err)
         return
     app.reload(settings)
+    if listener is not None:
+        listener.reload(app.settings)
     log.info("config reloaded from %s", settings.source)

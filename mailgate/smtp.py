@@ -23,6 +23,7 @@ from core.tokens import split_reply_address
 from mailgate.accept import accept_message
 from mailgate.app import App
 from mailgate.pipe import PIPE_HELO
+from mailgate.settings import Settings
 from mailgate.spool_importer import SpoolImporter
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,11 @@ class Listener:
     @property
     def port(self) -> int:
         return int(self.server.sockets[0].getsockname()[1])
+
+    def reload(self, settings: Settings) -> None:
+        """Hand reloaded settings to the spool worker (the handler reads `app` itself)."""
+        if self.handler.spool is not None:
+            self.handler.spool.reload(settings)
 
     async def close(self) -> None:
         """Stop accepting, let messages in flight commit, then close idle sessions."""

@@ -28,7 +28,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -96,9 +96,12 @@ class Spool:
             path.unlink(missing_ok=True)
             return True
 
-    def drain(self, app: App, wait_seconds: float = 0.0) -> int:
+    def drain(
+        self, app: App, wait_seconds: float = 0.0, on_import: Callable[[], None] | None = None
+    ) -> int:
         """Import every spooled file; files another process is importing are waited for
-        up to `wait_seconds` (0: skipped). Returns how many this call imported."""
+        up to `wait_seconds` (0: skipped). `on_import` runs after each import.
+        Returns how many this call imported."""
         deadline = time.monotonic() + wait_seconds
         imported = 0
         while True:
@@ -106,6 +109,8 @@ class Spool:
             for path in self.pending():
                 if self.import_file(app, path):
                     imported += 1
+                    if on_import is not None:
+                        on_import()
                 else:
                     held += 1
             if not held or time.monotonic() >= deadline:

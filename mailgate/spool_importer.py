@@ -17,6 +17,7 @@ for the next command that reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -35,7 +36,8 @@ from mailgate.spool import Spool
 log = logging.getLogger(__name__)
 PROBE_AFTER_SECONDS = 2.0
 WORKER_POLL_SECONDS = 1.0
-WAKE, STOP = b"wake", b"stop"
+PROGRESS_SECONDS = 0.25
+WAKE, STOP, SETTINGS = "wake", "stop", "settings"
 
 
 class SpoolImporter:
@@ -83,20 +85,26 @@ class SpoolImporter:
         """Spool one message (OSError when the disk refuses); its spool name."""
         name = await asyncio.to_thread(self.spool.put, raw, envelope)
         self.backlog += 1
-        if not self._woken and self._conn is not None:
+        if not self._woken:
             self._woken = True
-            self._conn.send_bytes(WAKE)
+            self._tell(WAKE)
         return name
+
+    def reload(self, settings: Settings) -> None:
+        """The worker imports with `settings` from its next pass on."""
+        self._tell(SETTINGS, settings)
+
+    def _tell(self, *order: object) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):  # a dead worker is restarted by `refusal`
+                self._conn.send(order)
 
     async def close(self, grace: float) -> None:
         """Let the worker import what is spooled, for at most `grace` seconds."""
         process, conn = self._process, self._conn
         if process is None or conn is None:
             return
-        try:
-            conn.send_bytes(STOP)
-        except OSError:
-            pass
+        self._tell(STOP)
         await asyncio.to_thread(process.join, grace)
         if process.is_alive():
             log.warning("stopping with spooled messages left for the next start")
@@ -138,7 +146,8 @@ class SpoolImporter:
 
 def run_worker(settings: Settings, conn: Connection) -> None:
     """The worker's loop: a pass per wake-up or second, a report after each; it ends
-    after a last pass once told to stop or once the daemon is gone."""
+    after a last pass once told to stop or once the daemon is gone. Reloaded
+    settings replace its app (the database and data folder do not change)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the daemon decides when to stop
     logging.basicConfig(level=settings.log_level.upper(), format="%(name)s: %(message)s")
@@ -149,12 +158,15 @@ def run_worker(settings: Settings, conn: Connection) -> None:
         try:
             if conn.poll(WORKER_POLL_SECONDS):
                 while conn.poll():
-                    stopping = conn.recv_bytes() == STOP or stopping
+                    order = conn.recv()
+                    stopping = stopping or order[0] == STOP
+                    if order[0] == SETTINGS:
+                        app.engine.dispose()
+                        app = App(order[1])
         except (EOFError, OSError):
             stopping = True
-        report = _import_pass(app, spool)
         try:
-            conn.send(report)
+            conn.send(_import_pass(app, spool, conn))
         except OSError:
             stopping = True
         if stopping:
@@ -162,10 +174,19 @@ def run_worker(settings: Settings, conn: Connection) -> None:
             return
 
 
-def _import_pass(app: App, spool: Spool) -> tuple[bool, int, str]:
-    """(database took the imports, files left, error)."""
+def _import_pass(app: App, spool: Spool, conn: Connection) -> tuple[bool, int, str]:
+    """(database took the imports, files left, error); a long pass also reports its
+    progress, so the listener knows the database is answering."""
+    last = time.monotonic()
+
+    def progress() -> None:
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_SECONDS:
+            last = time.monotonic()
+            conn.send((True, len(spool.pending()), ""))
+
     try:
-        spool.drain(app)
+        spool.drain(app, on_import=progress)
     except TransientError as err:
         return False, len(spool.pending()), str(err)
     except Exception as err:  # the files stay spooled, retried next pass
