@@ -60,12 +60,16 @@ class Spool:
             "size": len(raw),
         }
         tmp = self.tmp / name
-        with tmp.open("wb") as handle:
-            handle.write(json.dumps(head).encode() + b"\n")
-            handle.write(raw)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.new / name)
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(json.dumps(head).encode() + b"\n")
+                handle.write(raw)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.new / name)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # never acknowledged: the client keeps the message
+            raise
         return name
 
     def _make_folders(self) -> None:

@@ -56,6 +56,9 @@ class SpoolImporter:
     def start(self) -> None:
         """Start the worker; it imports files left by an earlier run at once."""
         self.spool.sweep()
+        self._spawn()
+
+    def _spawn(self) -> None:
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         process = context.Process(
@@ -73,7 +76,7 @@ class SpoolImporter:
         if self._process is not None and not self._process.is_alive():
             log.error("spool worker exited (%s); restarting it", self._process.exitcode)
             self._stop_reading()
-            self.start()
+            self._spawn()
         if self.failing:
             return "database unavailable"
         if time.monotonic() - self._last_ok > PROBE_AFTER_SECONDS:

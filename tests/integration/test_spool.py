@@ -131,3 +131,43 @@ def test_the_daemon_imports_what_it_spooled(app: Any) -> None:
         running.stop()
     with app.uow() as uow:
         assert len(uow.tickets()) == 5
+
+
+def test_a_dead_worker_is_replaced_and_its_mail_imported(app: Any) -> None:
+    running = Running(app)
+    try:
+        importer = running.listener.handler.spool
+        assert importer is not None and importer._process is not None
+        first = importer._process
+        first.kill()
+        first.join(10)
+        with smtplib.SMTP("127.0.0.1", running.port, timeout=30) as client:
+            assert client.sendmail("dana@client.test", ["support@example.com"], _mail(1)) == {}
+        assert importer._process is not first and importer._process.is_alive()
+        deadline = time.monotonic() + 30
+        while _spool(app).pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _spool(app).pending() == []
+    finally:
+        running.stop()
+
+
+def test_the_worker_leaves_when_the_daemon_is_killed(daemon: Any) -> None:
+    children = subprocess.run(
+        ["pgrep", "-P", str(daemon.process.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert children, "the daemon runs its spool worker as a child process"
+    daemon.kill()
+    deadline = time.monotonic() + 15
+    while any(_running(pid) for pid in children):
+        assert time.monotonic() < deadline, "the spool worker outlived the daemon"
+        time.sleep(0.05)
+
+
+def _running(pid: str) -> bool:
+    """Alive and not a zombie waiting for whoever adopted it to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
