@@ -153,9 +153,7 @@ def test_a_dead_worker_is_replaced_and_its_mail_imported(app: Any) -> None:
 
 
 def test_the_worker_leaves_when_the_daemon_is_killed(daemon: Any) -> None:
-    children = subprocess.run(
-        ["pgrep", "-P", str(daemon.process.pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
+    children = [pid for pid in _pids() if _parent(pid) == str(daemon.process.pid)]
     assert children, "the daemon runs its spool worker as a child process"
     daemon.kill()
     deadline = time.monotonic() + 15
@@ -171,3 +169,14 @@ def _running(pid: str) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _pids() -> list[str]:
+    return [entry.name for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _parent(pid: str) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1]
+    except (OSError, IndexError):
+        return None
