@@ -668,10 +668,12 @@ def test_sent_marks_commit_each_row_and_leave_the_pooled_connection_as_found(
     with app.uow() as uow:
         ids = [i.id for i in uow.outbox_items("queued")]
     assert len(ids) == 3
+    when = utcnow()
     with SentMarks(app.engine) as marks:
-        marks.mark(ids[0], utcnow())
+        marks.mark(ids[0], when)
         with app.uow() as uow:  # another connection sees the committed mark
-            assert {i.id for i in uow.outbox_items("sent")} == {ids[0]}
+            [sent] = uow.outbox_items("sent")
+            assert sent.id == ids[0] and sent.sent_at == when and sent.last_error == ""
     if is_sqlite(app.engine):
         app.engine.pool.dispose()  # so the next checkout cannot hide a leftover setting
         with SentMarks(app.engine):
