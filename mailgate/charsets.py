@@ -15,6 +15,8 @@ import re
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?\s]*)\?=")
 _ONLY_ENCODED_WORDS = re.compile(rf"(?:{_ENCODED_WORD.pattern}\s*)+")
+# One encoded word making up a whole value, its text written with raw spaces.
+_SPACED_WORD = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([bBqQ])\?([^?]*\s[^?]*)\?=")
 _UTF8_SEQUENCE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
 )
@@ -139,7 +141,12 @@ def _guess_8bit(data: bytes) -> str:
 
 def decode_words(text: str, *, strict: bool = False) -> str:
     """Decode RFC 2047 encoded words; with `strict`, only a value made of them alone."""
-    if "=?" not in text or (strict and not _ONLY_ENCODED_WORDS.fullmatch(text.strip())):
+    if "=?" not in text:
+        return text
+    spaced = _SPACED_WORD.fullmatch(text.strip())
+    if spaced:
+        return _spaced_word(spaced)
+    if strict and not _ONLY_ENCODED_WORDS.fullmatch(text.strip()):
         return text
     pieces: list[str] = []
     pending: list[tuple[str, bytes]] = []
@@ -156,6 +163,17 @@ def decode_words(text: str, *, strict: bool = False) -> str:
         pos = match.end()
     pieces.append(_flush(pending) + text[pos:])
     return "".join(pieces)
+
+
+def _spaced_word(match: re.Match[str]) -> str:
+    """A value that is one encoded word with raw spaces in its text.
+
+    RFC 2047 forbids the spaces, but some mailers wrap a whole subject this way
+    (`=?us-ascii?Q?A / B?=`); the word's bounds are certain when it is the whole
+    value, so it is decoded rather than shown with its `=?...?=` wrapping.
+    """
+    charset, encoding, payload = match.group(1).lower(), match.group(2), match.group(3)
+    return decode_bytes(_word_bytes(encoding, payload), charset)
 
 
 def _flush(pending: list[tuple[str, bytes]]) -> str:
