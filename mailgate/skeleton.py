@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
+from itertools import dropwhile, takewhile
 from typing import Any
 
 CUT_SIZE = 65_536
@@ -40,22 +41,52 @@ class Skeleton:
     spans: tuple[tuple[int, int], ...]
 
     def payload(self, part: Message) -> Any:
-        """The part's body decoded, exactly as `part.get_payload(decode=True)` gives it."""
+        """The part's body decoded, as `part.get_payload(decode=True)` gives it
+        (uuencoded bodies also without their `begin` line: see `uudecode`)."""
         index = part.get(self.stub)
+        cte = str(part.get("content-transfer-encoding", "")).lower()
+        if cte in _UUENCODE and not part.is_multipart():
+            if index is None:
+                return uudecode(str(part.get_payload()).encode("ascii", "surrogateescape"))
+            return uudecode(self.source[slice(*self.spans[int(index)])])
         if index is None:
             return part.get_payload(decode=True)
         start, end = self.spans[int(index)]
-        cte = str(part.get("content-transfer-encoding", "")).lower()
         with memoryview(self.source)[start:end] as body:
             if cte == "quoted-printable":
                 return binascii.a2b_qp(body)
             if cte == "base64" and _clean_base64(self.source, start, end):
                 return binascii.a2b_base64(body)
-            if cte != "base64" and cte not in _UUENCODE:
+            if cte != "base64":
                 return bytes(body)
         del part[self.stub]  # odd encodings: the stdlib decodes them, defects and all
         part.set_payload(self.source[start:end].decode("ascii", "surrogateescape"))
         return part.get_payload(decode=True)
+
+
+def uudecode(body: bytes) -> bytes:
+    """A uuencoded body's bytes, with or without its `begin` and `end` lines.
+
+    Some mailers label a part `x-uuencode` and send only the encoded lines; the
+    stdlib then hands the encoded text on as the attachment, so the lines are
+    decoded here. Lines a broken encoder padded wrongly are cut to their length.
+    """
+    lines = body.splitlines()
+    if any(line.startswith(b"begin ") for line in lines):
+        lines = list(dropwhile(lambda line: not line.startswith(b"begin "), lines))[1:]
+    decoded: list[bytes] = []
+    for line in takewhile(lambda line: line.strip() != b"end", lines):
+        if not line.strip():
+            continue
+        try:
+            decoded.append(binascii.a2b_uu(line))
+        except binascii.Error:
+            size = (((line[0] - 32) & 63) * 4 + 5) // 3
+            try:
+                decoded.append(binascii.a2b_uu(line[:size]))
+            except binascii.Error:
+                return body  # not uuencoded after all: kept as sent
+    return b"".join(decoded)
 
 
 def cut_bodies(head: bytes, source: bytes, body: int, max_depth: int) -> Skeleton:
