@@ -35,7 +35,7 @@ class SmtpSettings:
     enabled: bool = True
     max_message_bytes: int = 26214400
     max_sessions: int = 100
-    spool: bool = True
+    spool: bool = False
     spool_max_messages: int = 10000
     tls_cert: str = ""
     tls_key: str = ""

@@ -2,10 +2,11 @@
 
 Unknown recipients are refused at RCPT, oversize mail at MAIL (SIZE) and in
 DATA, any failure answers 451 so the client retries, and 250 is sent only
-after the message is durable: written to the spool (`mailgate.spool`, the
-default), or imported and committed (with `smtp.spool = false`, and always
-for `ticketd pipe`, whose exit status promises the import). Blocking work
-runs in a thread, never in a hook on the loop.
+after the message is committed: imported (the default, and always for
+`ticketd pipe`, whose exit status promises the import), or with
+`smtp.spool = true` written durably to the spool (`mailgate.spool`) and
+imported right after. Blocking work runs in a thread, never in a hook on
+the loop.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The SMTP spool: a message is acknowledged once it is safe on disk, imported right after.
 
 The whole decision costs several milliseconds per message, and an SMTP client
-waits for each 250, so answering only after it would cap every sender at the
-import rate. Like an MTA's queue, the listener instead writes the message to
+waits for each 250, so answering only after it caps every sender at the
+import rate. Like an MTA's queue, with `smtp.spool = true` the listener
+instead writes the message to
 `data_dir/spool/tmp`, fsyncs it, renames it into `data_dir/spool/new` and
 answers 250; an importer passes each file through `accept_message` and
 deletes it only after that import is committed.

@@ -134,6 +134,7 @@ url = "{url}"
 [smtp]
 listen = "127.0.0.1:0"
 max_sessions = 8
+{smtp}
 [outbound]
 transport = "maildir"
 maildir = "var/outbox"
@@ -165,11 +166,12 @@ email = "carol@example.com"
 """
 
 
-def write_config(folder: Path, url: str, extra: str = "") -> Path:
-    """A config file in `folder` for the standard test directory, plus `extra` TOML."""
+def write_config(folder: Path, url: str, extra: str = "", smtp: str = "") -> Path:
+    """A config file in `folder` for the standard test directory, plus `extra` TOML
+    at the end and `smtp` keys in its [smtp] table."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "ticketd.toml"
-    path.write_text(BASE_CONFIG.format(url=url) + extra, encoding="utf-8")
+    path.write_text(BASE_CONFIG.format(url=url, smtp=smtp) + extra, encoding="utf-8")
     return path
 
 
@@ -322,10 +324,10 @@ def app_maker(tmp_path: Path) -> Iterator[Any]:
 class Daemon:
     """`ticketd serve` as a subprocess on a free SMTP port of its own."""
 
-    def __init__(self, folder: Path, url: str, extra: str = "") -> None:
+    def __init__(self, folder: Path, url: str, extra: str = "", smtp: str = "") -> None:
         self.folder = folder
         self.port = free_port()
-        self.config = write_config(folder, url, extra)
+        self.config = write_config(folder, url, extra, smtp)
         text = self.config.read_text(encoding="utf-8")
         self.config.write_text(
             text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{self.port}"'),

@@ -29,7 +29,7 @@ def _rcpt(port: int, address: str) -> int:
 def test_sighup_reloads_departments_and_sigterm_exits_zero(
     tmp_path: Path, database_url: str
 ) -> None:
-    daemon = Daemon(tmp_path, database_url)
+    daemon = Daemon(tmp_path, database_url, smtp="spool = true")
     try:
         assert _rcpt(daemon.port, "billing@example.com") == 550
         text = daemon.config.read_text(encoding="utf-8")
@@ -46,7 +46,7 @@ def test_sighup_reloads_departments_and_sigterm_exits_zero(
         with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
             client.sendmail("dana@client.test", ["billing@example.com"], BILLING_MAIL)
         spool = Spool(load_settings(daemon.config).data_dir)
-        while spool.pending():  # imported by the daemon's worker, not by the command below
+        while spool.pending():  # imported by the spool worker, not by the command below
             assert time.monotonic() < deadline + 15, "the spool was not imported"
             time.sleep(0.05)
         listed = run_cli(daemon.config, "ticket", "list", "--json")

@@ -53,10 +53,11 @@ def _send_all(port: int, client: int, accepted: list[str], stop: threading.Event
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("smtp", ["", "spool = true"], ids=["import-before-250", "spool"])
 def test_kill_9_during_burst_loses_and_duplicates_nothing(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, smtp: str
 ) -> None:
-    daemon = Daemon(tmp_path, database_url)
+    daemon = Daemon(tmp_path, database_url, smtp=smtp)
     accepted: list[list[str]] = [[] for _ in range(CLIENTS)]
     stop = threading.Event()
     threads = [
@@ -79,8 +80,10 @@ def test_kill_9_during_burst_loses_and_duplicates_nothing(
     assert len(got) == CLIENTS * PER_CLIENT
     from mailgate.app import App
     from mailgate.settings import load_settings
+    from mailgate.spool import Spool
 
     app = App(load_settings(daemon.config))
+    Spool(app.settings.data_dir).drain(app, wait_seconds=60)  # as a reading command does
     with app.uow() as uow:
         stored = [m.mail_message_id for t in uow.tickets() for m in t.messages if m.mail_message_id]
     app.engine.dispose()

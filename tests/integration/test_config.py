@@ -13,7 +13,7 @@ from conftest import BASE_CONFIG, TICKETD, write_config
 from core.errors import ConfigError
 from mailgate.settings import load_settings
 
-GOOD = BASE_CONFIG.format(url="sqlite:///var/ticketd.sqlite3")
+GOOD = BASE_CONFIG.format(url="sqlite:///var/ticketd.sqlite3", smtp="")
 
 
 def _ticketd(

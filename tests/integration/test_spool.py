@@ -9,16 +9,32 @@ import os
 import smtplib
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import TICKETD, run_cli
+import pytest
+from conftest import TICKETD, Daemon, run_cli, write_config
 from test_smtp import Running
 
 from core.intake import Envelope
 from mailgate.spool import Spool
 
 SMTP_IN = Envelope("smtp", "dana@client.test", ("support@example.com",))
+SPOOL = "spool = true"
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, database_url: str) -> Path:
+    """The standard test config with the spool on (the `app` fixture is built on it)."""
+    return write_config(tmp_path, database_url, smtp=SPOOL)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, database_url: str) -> Iterator[Daemon]:
+    running = Daemon(tmp_path, database_url, smtp=SPOOL)
+    yield running
+    running.stop()
 
 
 def _mail(n: int) -> bytes:
