@@ -54,11 +54,8 @@ def fix_8bit(value: str, hint: str | None = None) -> str:
     """Undo the parser's surrogate escapes: raw 8-bit header bytes as UTF-8 (RFC 6532),
     else in the `hint` charset, else by guessing. Raw ISO-2022-JP (7-bit, with escape
     sequences, as old Japanese mailers write headers) is decoded too."""
-    if "\x1b" in value and _ISO_2022_JP.search(value):
-        try:
-            return value.encode("ascii").decode("iso-2022-jp")
-        except UnicodeError:
-            return value
+    if "\x1b" in value and _ISO_2022_JP.search(value) and value.isascii():
+        return _decode_iso2022_jp(value.encode("ascii"))
     if value.isascii() or not re.search("[\udc80-\udcff]", value):
         return value
     data = value.encode("utf-8", "surrogateescape")
@@ -80,6 +77,8 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
     charset = _charset(declared)
     if charset is None and b"\x1b$B" in data:  # undeclared ISO-2022-JP
         charset = "iso2022_jp"
+    if charset == "iso2022_jp":
+        return _decode_iso2022_jp(data)
     for candidate in ("utf-8", charset) if charset in _LATIN else (charset, "utf-8"):
         if candidate is not None:
             try:
@@ -94,6 +93,49 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
         return data.decode(_guess_8bit(data))
     except UnicodeError:
         return data.decode("latin-1", errors="replace")
+
+
+def _decode_iso2022_jp(data: bytes) -> str:
+    """ISO-2022-JP as Japanese mailers write it: with cp932's NEC and IBM characters
+    (circled digits, Roman numerals) that the strict codec refuses, and at times
+    really UTF-8 or Shift_JIS under the 7-bit label."""
+    try:
+        return data.decode("iso2022_jp")
+    except UnicodeError:
+        pass
+    if data.isascii():
+        return _jis_as_shift_jis(data).decode("cp932", errors="replace")
+    for candidate in ("utf-8", "cp932"):
+        try:
+            return data.decode(candidate)
+        except UnicodeError:
+            pass
+    return data.decode("cp932", errors="replace")
+
+
+_JIS_MODES = {b"$B": "jis", b"$@": "jis", b"(B": "ascii", b"(J": "ascii", b"(I": "kana"}
+
+
+def _jis_as_shift_jis(data: bytes) -> bytes:
+    """The same text in Shift_JIS, whose cp932 reading knows every extension character:
+    each JIS X 0208 pair maps arithmetically to its Shift_JIS pair."""
+    out = bytearray()
+    mode, i = "ascii", 0
+    while i < len(data):
+        byte = data[i]
+        if byte == 0x1B and data[i + 1 : i + 3] in _JIS_MODES:
+            mode, i = _JIS_MODES[data[i + 1 : i + 3]], i + 3
+            continue
+        second = data[i + 1] if i + 1 < len(data) else 0
+        if mode == "jis" and 0x21 <= byte <= 0x7E and 0x21 <= second <= 0x7E:
+            lead = ((byte + 1) >> 1) + 0x70
+            trail = second + 0x1F + (second >= 0x60) if byte & 1 else second + 0x7E
+            out += bytes((lead + 0x40 if lead >= 0xA0 else lead, trail))
+            i += 2
+            continue
+        out.append(byte + 0x80 if mode == "kana" and 0x21 <= byte <= 0x5F else byte)
+        i += 1
+    return bytes(out)
 
 
 def _stray_bytes_as_cp1252(err: UnicodeError) -> tuple[str, int]:
