@@ -20,6 +20,7 @@ _ENCODED_RUN = re.compile(rf"{_WORD}(?:\s+{_WORD})*")
 _QUOTED = re.compile(r'("(?:[^"\\]|\\.)*")')
 _UNESCAPE = re.compile(r"\\(.)")
 _COMMENT = re.compile(r"\([^()]*\)")
+_NAME_THEN_ADDRESS = re.compile(r"([^<>]*[^\s<>][^<>]*?)\s*<\s*([^<>\s]+)\s*>")
 _LEADING_ADDRESS = re.compile(
     r"\s*<?([^\s<>()\[\],;:@\"]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>?(?=[\s,;]|$)"
 )
@@ -46,12 +47,23 @@ def addresses(msg: Message, name: str, hint: str | None = None) -> tuple[Address
         for display, addr in getaddresses(values)
         if valid_address(addr) and addr.lower() in written
     )
+    if len(found) == 1 and not found[0].name and len(values) == 1:
+        return (Address(email=found[0].email, name=_name_before(values[0], found[0].email)),)
     if found:
         return found
     # `a@x.test b@x.test`: the grammar fails, but a header that starts with an
     # address names that mailbox first, as RFC 5322 parsers read it.
     leading = _LEADING_ADDRESS.match(bare)
     return (Address(email=leading.group(1).lower()),) if leading else ()
+
+
+def _name_before(value: str, email: str) -> str:
+    """The display name of a lone `name <addr>` that the mailbox grammar broke up
+    (`Max Kohl [ACME] <max@x.test>`: brackets and bars outside quotes), else ""."""
+    match = _NAME_THEN_ADDRESS.fullmatch(value.strip())
+    if match is None or match.group(2).lower() != email:
+        return ""
+    return collapse(_UNESCAPE.sub(r"\1", match.group(1).strip().strip('"')))
 
 
 def _protect_words(value: str) -> str:

@@ -54,3 +54,18 @@ def test_unsplittable_from_gives_its_leading_address_only(
 ) -> None:
     sender = parse_message(b"From: " + from_header + b"\r\nSubject: s\r\n\r\nbody\r\n").sender
     assert (sender.email if sender else None) == email
+
+
+@pytest.mark.parametrize(
+    ("from_header", "name"),
+    [
+        (b"Max Kohl [ACME] <max@example.com>", "Max Kohl [ACME]"),
+        (b"Max Kohl | [example.com] <max@example.com>", "Max Kohl | [example.com]"),
+        (b'"Kohl, Max" <max@example.com>', "Kohl, Max"),
+        (b"<max@example.com>", ""),
+    ],
+)
+def test_a_name_with_brackets_outside_quotes_is_kept(from_header: bytes, name: str) -> None:
+    mail = parse_message(b"From: " + from_header + b"\r\nSubject: x\r\n\r\nbody\r\n")
+    assert mail.sender is not None
+    assert (mail.sender.email, mail.sender.name) == ("max@example.com", name)
