@@ -41,13 +41,14 @@ class PartWalk:
     attachments: list[Attachment] = field(default_factory=list)
     reports: list[Message] = field(default_factory=list)
     nameless: int = 0
-    charset: str | None = None  # the first non-ASCII charset a body part declares
+    charset: str | None = None  # the first non-ASCII charset the message declares
 
     def visit(self, part: Message, depth: int, *, in_alternative: bool) -> None:
         if depth > self.limits.max_depth:
             raise MalformedMail("malformed", f"MIME nesting deeper than {self.limits.max_depth}")
         ctype = content_type(part)
         if ctype.startswith("multipart/") and isinstance(part.get_payload(), list):
+            self._note_charset(_raw_charset(part))  # Outlook Express declares it here
             for child in children(part):
                 alternative = ctype == "multipart/alternative"
                 self.visit(child, depth + 1, in_alternative=alternative)
@@ -62,7 +63,7 @@ class PartWalk:
             self.attachments.append(self.attachment(part))
 
     def attachment(self, part: Message) -> Attachment:
-        declared = _declared_name(part)
+        declared = _declared_name(part, _raw_charset(part) or self.charset)
         data = self.data(part)
         ctype = _declared_type(part) or sniff_type(data)
         if declared:
@@ -89,10 +90,13 @@ class PartWalk:
         if not isinstance(data, bytes):
             data = str(part.get_payload()).encode("utf-8", "surrogateescape")
         declared = part.get_content_charset(None) or _raw_charset(part)
-        if self.charset is None and declared and declared.lower() not in ("us-ascii", "ascii"):
-            self.charset = declared
+        self._note_charset(declared)
         text = decode_bytes(data, declared)
         return text.replace("\r\n", "\n").replace("\x00", "\ufffd")
+
+    def _note_charset(self, declared: str | None) -> None:
+        if self.charset is None and declared and declared.lower() not in ("us-ascii", "ascii"):
+            self.charset = declared
 
     def data(self, part: Message) -> bytes:
         """An attachment's bytes; a message/* part as the message it holds."""
@@ -130,12 +134,13 @@ def _raw_charset(part: Message) -> str | None:
     return match.group(1) if match else None
 
 
-def _declared_name(part: Message) -> str | None:
-    """The sender's name for a part: 8-bit bytes, RFC 2231 and RFC 2047 decoded."""
+def _declared_name(part: Message, hint: str | None) -> str | None:
+    """The sender's name for a part: 8-bit bytes (as UTF-8, else in `hint`, the part's
+    or the message's charset), RFC 2231 and RFC 2047 decoded."""
     probe = Message()
     for key, value in part.raw_items():
         if key.lower() in ("content-disposition", "content-type"):
-            probe[key] = fix_8bit(re.sub(r"\r?\n", "", str(value)))
+            probe[key] = fix_8bit(re.sub(r"\r?\n", "", str(value)), hint)
     name = probe.get_filename()
     if not name:
         return None
