@@ -173,10 +173,13 @@ def _relabel(name: str) -> list[str]:
 
 
 def _guess_8bit(data: bytes) -> str:
-    """cp1251 or koi8-r for long runs of high bytes (Cyrillic words), else cp1252."""
-    if not re.search(rb"[\xc0-\xff]{4}", data):
-        return "cp1252"
+    """cp1251 or koi8-r for text written mostly in high bytes (Cyrillic words, where
+    every letter is one), else cp1252: Latin text has a few accented letters among
+    many ASCII ones, even where they cluster (`Mäöüß`)."""
     high = re.findall(rb"[\xc0-\xff]", data)
+    ascii_letters = len(re.findall(rb"[A-Za-z]", data))
+    if not re.search(rb"[\xc0-\xff]{4}", data) or len(high) < ascii_letters:
+        return "cp1252"
     lower_cp1251 = sum(1 for b in high if b >= b"\xe0")
     return "cp1251" if lower_cp1251 * 2 >= len(high) else "koi8_r"
 

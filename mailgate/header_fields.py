@@ -52,9 +52,12 @@ def addresses(msg: Message, name: str, hint: str | None = None) -> tuple[Address
     if found:
         return found
     # `a@x.test b@x.test`: the grammar fails, but a header that starts with an
-    # address names that mailbox first, as RFC 5322 parsers read it.
-    leading = _LEADING_ADDRESS.match(bare)
-    return (Address(email=leading.group(1).lower()),) if leading else ()
+    # address names that mailbox first, as RFC 5322 parsers read it. Quoted strings
+    # (decoded words among them) stay in place, so none can lend an address its tail.
+    leading = _LEADING_ADDRESS.match(_COMMENT.sub("", " ".join(values)))
+    if leading is None or not valid_address(leading.group(1)):
+        return ()
+    return (Address(email=leading.group(1).lower()),)
 
 
 def _name_before(value: str, email: str) -> str:

@@ -115,3 +115,18 @@ def test_encoded_subject_in_gb2312_with_gbk_characters() -> None:
 
     word = b"=?gb2312?B?" + base64.b64encode("打印机故障 镕".encode("gbk")) + b"?="
     assert _plain("utf-8", b"x", word)[0] == "打印机故障 镕"
+
+
+def test_undeclared_latin_text_with_clustered_umlauts_is_not_read_as_cyrillic() -> None:
+    raw = b"From: a@x.test\r\nSubject: x\r\n\r\nGr\xfc\xdfe, M\xe4\xf6\xfc\xdf und Stra\xdfe\r\n"
+    assert (
+        parse_message(raw).text.strip()
+        == "Gr\u00fc\u00dfe, M\u00e4\u00f6\u00fc\u00df und Stra\u00dfe"
+    )
+
+
+def test_undeclared_cyrillic_text_is_still_recognised() -> None:
+    text = "\u041f\u0440\u0438\u0432\u0435\u0442, \u043a\u0430\u043a \u0434\u0435\u043b\u0430?"
+    for charset in ("cp1251", "koi8_r"):
+        raw = b"From: a@x.test\r\nSubject: x\r\n\r\n" + text.encode(charset) + b"\r\n"
+        assert parse_message(raw).text.strip() == text

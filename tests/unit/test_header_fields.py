@@ -69,3 +69,16 @@ def test_a_name_with_brackets_outside_quotes_is_kept(from_header: bytes, name: s
     mail = parse_message(b"From: " + from_header + b"\r\nSubject: x\r\n\r\nbody\r\n")
     assert mail.sender is not None
     assert (mail.sender.email, mail.sender.name) == ("max@example.com", name)
+
+
+@pytest.mark.parametrize(
+    "from_header",
+    [
+        b"=?utf-8?Q?a?Q?b?=@example.com",  # not a valid addr-spec
+        b"a\x7fb@example.com",  # a control character
+        b"=?utf-8?Q?x?=y@example.com",  # a decoded word must not lend an address its tail
+    ],
+)
+def test_the_fallback_for_an_unsplittable_from_checks_the_address(from_header: bytes) -> None:
+    mail = parse_message(b"From: " + from_header + b"\r\nSubject: x\r\n\r\nbody\r\n")
+    assert mail.sender is None
