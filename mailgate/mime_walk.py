@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
+from typing import NamedTuple
 
 from core.errors import MalformedMail
 from core.mail import Attachment
@@ -30,35 +31,51 @@ _GENERIC_TYPES = frozenset(
 )
 
 
+class BodyPart(NamedTuple):
+    """A body candidate and the multipart/alternative it belongs to, if any."""
+
+    text: str
+    group: int | None
+
+
 @dataclass(slots=True)
 class PartWalk:
     """Collects body candidates and attachments in document order."""
 
     limits: MessageLimits
     skeleton: Skeleton
-    plain: list[str] = field(default_factory=list)
-    html: list[str] = field(default_factory=list)
+    plain: list[BodyPart] = field(default_factory=list)
+    html: list[BodyPart] = field(default_factory=list)
+    groups: int = 0
     attachments: list[Attachment] = field(default_factory=list)
     reports: list[Message] = field(default_factory=list)
     nameless: int = 0
     charset: str | None = None  # the first non-ASCII charset the message declares
 
-    def visit(self, part: Message, depth: int, *, in_alternative: bool) -> None:
+    def visit(
+        self, part: Message, depth: int, *, in_alternative: bool, group: int | None = None
+    ) -> None:
+        """`group` numbers the nearest multipart/alternative around the part, so that
+        an HTML body is only ever taken as the other form of the same text."""
         if depth > self.limits.max_depth:
             raise MalformedMail("malformed", f"MIME nesting deeper than {self.limits.max_depth}")
         ctype = content_type(part)
         if ctype.startswith("multipart/") and isinstance(part.get_payload(), list):
             self._note_charset(_raw_charset(part))  # Outlook Express declares it here
+            alternative = ctype == "multipart/alternative"
+            if alternative:
+                self.groups += 1
+                group = self.groups
             for child in children(part):
-                alternative = ctype == "multipart/alternative"
-                self.visit(child, depth + 1, in_alternative=alternative)
+                self.visit(child, depth + 1, in_alternative=alternative, group=group)
         elif ctype.startswith("multipart/"):
-            self.plain.append(self.text(part))
+            self.plain.append(BodyPart(self.text(part), group))
         elif ctype == "message/delivery-status":
             self.reports.append(part)
             self.attachments.append(self.attachment(part))
         elif _is_body(part, ctype):
-            (self.plain if ctype == "text/plain" else self.html).append(self.text(part))
+            found = BodyPart(self.text(part), group)
+            (self.plain if ctype == "text/plain" else self.html).append(found)
         elif not (in_alternative and ctype.startswith("text/") and not part.get_filename()):
             self.attachments.append(self.attachment(part))
 

@@ -23,7 +23,7 @@ from mailgate.bounces import with_bounce
 from mailgate.charsets import collapse, decode_bytes, header_text
 from mailgate.header_fields import addresses, first_id, mail_date, message_ids, return_path
 from mailgate.limits import MessageLimits, check_limits
-from mailgate.mime_walk import PartWalk, safe_filename
+from mailgate.mime_walk import BodyPart, PartWalk, safe_filename
 from mailgate.skeleton import cut_bodies
 
 __all__ = [
@@ -147,8 +147,7 @@ def _build(head: bytes, source: bytes, body_start: int, limits: MessageLimits) -
     body.visit(msg, 0, in_alternative=False)
     hint = body.charset
     headers = _raw_headers(msg, hint)
-    html = next((h for h in body.html if h.strip()), None)
-    text = _body_text(body.plain, html)
+    text, html = _bodies(body.plain, body.html)
     sender = addresses(msg, "from", hint)
     mail = InboundMail(
         message_id=first_id(_get(headers, "message-id")),
@@ -182,9 +181,19 @@ def _get(headers: list[tuple[str, str]], name: str) -> str | None:
     return next((value for key, value in headers if key == name), None)
 
 
-def _body_text(plain: list[str], html: str | None) -> str:
-    """The first plain-text body with any text; else the HTML body's text."""
-    found = next((text for text in plain if text.strip()), None)
-    if found is not None:
-        return found
-    return html_to_text(html) if html else (plain[0] if plain else "")
+def _bodies(plain: list[BodyPart], html: list[BodyPart]) -> tuple[str, str | None]:
+    """The body text and its HTML form.
+
+    The text is the first plain-text part with any text, else the first HTML
+    part's text. With a plain text, HTML counts only from the same
+    multipart/alternative: an HTML part beside it in a multipart/mixed is other
+    content (a signature, a footer), not the message shown another way.
+    """
+    text = next((part for part in plain if part.text.strip()), None)
+    if text is None:
+        shown = next((part.text for part in html if part.text.strip()), None)
+        return (html_to_text(shown) if shown else (plain[0].text if plain else "")), shown
+    same = (
+        p.text for p in html if p.group is not None and p.group == text.group and p.text.strip()
+    )
+    return text.text, next(same, None)

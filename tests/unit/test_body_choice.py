@@ -130,3 +130,39 @@ def test_undeclared_cyrillic_text_is_still_recognised() -> None:
     for charset in ("cp1251", "koi8_r"):
         raw = b"From: a@x.test\r\nSubject: x\r\n\r\n" + text.encode(charset) + b"\r\n"
         assert parse_message(raw).text.strip() == text
+
+
+def _mixed(*parts: bytes) -> bytes:
+    body = b"".join(b"--b\r\n" + part + b"\r\n" for part in parts)
+    return (
+        b"From: a@x.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body + b"--b--\r\n"
+    )
+
+
+PLAIN = b"Content-Type: text/plain\r\n\r\nPlease reset my password."
+SIGNATURE = b"Content-Type: text/html\r\n\r\n<p>-- Jane, ACME</p>"
+
+
+def test_an_html_part_beside_the_text_in_mixed_is_not_its_html_form() -> None:
+    mail = parse_message(_mixed(PLAIN, SIGNATURE))
+    assert mail.text.strip() == "Please reset my password."
+    assert mail.html is None
+
+
+def test_the_html_of_the_same_alternative_is_kept_even_inside_related() -> None:
+    alternative = (
+        b"Content-Type: multipart/alternative; boundary=a\r\n\r\n"
+        b"--a\r\nContent-Type: text/plain\r\n\r\nHello\r\n"
+        b"--a\r\nContent-Type: multipart/related; boundary=r\r\n\r\n"
+        b"--r\r\nContent-Type: text/html\r\n\r\n<p>Hello</p>\r\n--r--\r\n--a--"
+    )
+    mail = parse_message(_mixed(alternative, SIGNATURE))
+    assert mail.text.strip() == "Hello"
+    assert mail.html is not None and "Hello" in mail.html and "Jane" not in mail.html
+
+
+def test_html_only_mail_keeps_its_html() -> None:
+    mail = parse_message(_mixed(SIGNATURE))
+    assert mail.text.strip() == "-- Jane, ACME"
+    assert mail.html is not None and "Jane" in mail.html
