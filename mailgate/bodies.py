@@ -11,6 +11,7 @@ import re
 from html.parser import HTMLParser
 
 REPLY_LANGUAGES = ("en", "de", "fr", "es", "it", "nl", "sv", "da", "pl", "cs", "ja", "ko", "zh")
+_SPACES = re.compile(r"[ \t\r\n\f]+")
 _SIG_DELIMITER = re.compile(r"^-- ?$", re.MULTILINE)
 _DEVICE_LINE = re.compile(r"^(?:Sent from my |Get Outlook for |Envoyé de mon |Von meinem ).*$")
 
@@ -28,22 +29,26 @@ class _TextExtractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.chunks: list[str] = []
         self.skipping = 0
+        self.preformatted = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "body":
             self.skipping = 0  # a <head> or <title> left open ends here
         self.skipping += tag in self._SKIP
+        self.preformatted += tag == "pre"
         if tag in self._BLOCK:
             self.chunks.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
         self.skipping -= tag in self._SKIP and self.skipping > 0
+        self.preformatted -= tag == "pre" and self.preformatted > 0
         if tag in self._BLOCK:
             self.chunks.append("\n")
 
     def handle_data(self, data: str) -> None:
+        """Line breaks in the source are spaces, as a browser shows them, except in <pre>."""
         if not self.skipping:
-            self.chunks.append(data)
+            self.chunks.append(data if self.preformatted else _SPACES.sub(" ", data))
 
 
 def html_to_text(markup: str) -> str:

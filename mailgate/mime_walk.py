@@ -23,6 +23,7 @@ from mailgate.charsets import collapse, decode_bytes, decode_words, fix_8bit
 from mailgate.limits import MessageLimits
 from mailgate.skeleton import Skeleton
 
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=\s]")
 _USABLE_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 _UNSAFE_NAME_CHARS = re.compile(r'[<>:"|?*]')
 _MAX_NAME = 200
@@ -102,8 +103,14 @@ class PartWalk:
         )
 
     def text(self, part: Message) -> str:
-        """A body part as text, in its declared charset or the best guess."""
-        data = self.skeleton.payload(part)
+        """A body part as text, in its declared charset or the best guess; text that
+        is labelled base64 but plainly is not (words and spaces) is taken as written."""
+        data = None
+        if str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
+            written = self.skeleton.encoded(part)
+            data = None if _looks_base64(written) else written
+        if data is None:
+            data = self.skeleton.payload(part)
         if not isinstance(data, bytes):
             data = str(part.get_payload()).encode("utf-8", "surrogateescape")
         declared = part.get_content_charset(None) or _raw_charset(part)
@@ -144,6 +151,13 @@ def _is_body(part: Message, ctype: str) -> bool:
     if ctype not in ("text/plain", "text/html") or part.get_filename():
         return False
     return str(part.get("content-disposition", "")).split(";")[0].strip().lower() != "attachment"
+
+
+def _looks_base64(body: bytes) -> bool:
+    """Base64 lines are runs of its alphabet: most lines of written text have spaces."""
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    spaced = sum(1 for line in lines if b" " in line or b"\t" in line)
+    return spaced * 10 <= len(lines) and len(_NOT_BASE64.findall(body)) * 100 <= len(body)
 
 
 def _raw_charset(part: Message) -> str | None:

@@ -130,8 +130,11 @@ def _repair_head(raw: bytes, pos: int) -> tuple[bytes, int]:
         blank = _BLANK_LINE.match(raw, pos) is not None
         folded = raw[pos : pos + 1] in (b" ", b"\t") and (not blank or headerish)
         unclosed = bool(head) and head[-1].count(b"<") > head[-1].count(b">")
+        line = raw[pos:after]
+        if folded and not head and _HEADER_LINE.match(line.lstrip(b" \t")):
+            line = line.lstrip(b" \t")  # the first header continues nothing: its indent is a slip
         if _HEADER_LINE.match(raw, pos) or folded:
-            head.append(_SPACED_NAME.sub(rb"\1:", raw[pos:after], count=1))
+            head.append(_SPACED_NAME.sub(rb"\1:", line, count=1))
         elif (headerish or (unclosed and b">" in raw[pos:after])) and not blank:
             head.append(b" " + raw[pos:after])
         else:

@@ -63,6 +63,13 @@ class Skeleton:
         part.set_payload(self.source[start:end].decode("ascii", "surrogateescape"))
         return part.get_payload(decode=True)
 
+    def encoded(self, part: Message) -> bytes:
+        """The part's body as written, before any transfer decoding."""
+        index = part.get(self.stub)
+        if index is not None:
+            return self.source[slice(*self.spans[int(index)])]
+        return str(part.get_payload()).encode("utf-8", "surrogateescape")
+
 
 def uudecode(body: bytes) -> bytes:
     """A uuencoded body's bytes, with or without its `begin` and `end` lines.

@@ -166,3 +166,27 @@ def test_html_only_mail_keeps_its_html() -> None:
     mail = parse_message(_mixed(SIGNATURE))
     assert mail.text.strip() == "-- Jane, ACME"
     assert mail.html is not None and "Jane" in mail.html
+
+
+def test_text_labelled_base64_that_is_not_is_taken_as_written() -> None:
+    raw = (
+        b"From: a@x.test\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nHello there\r\nsecond line\r\n"
+    )
+    assert parse_message(raw).text == "Hello there\nsecond line\n"
+
+
+def test_real_base64_text_is_still_decoded() -> None:
+    raw = (
+        b"From: a@x.test\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nSGVsbG8gdGhlcmUK\r\n"
+    )
+    assert parse_message(raw).text == "Hello there\n"
+
+
+def test_line_breaks_in_html_source_are_spaces_except_in_pre() -> None:
+    raw = (
+        b"From: a@x.test\r\nSubject: x\r\nContent-Type: text/html\r\n\r\n"
+        b"<p>This\r\n<em>is</em>\r\na test</p><pre>one\r\ntwo</pre>\r\n"
+    )
+    assert parse_message(raw).text == "This is a test\none\ntwo"

@@ -82,3 +82,9 @@ def test_a_name_with_brackets_outside_quotes_is_kept(from_header: bytes, name: s
 def test_the_fallback_for_an_unsplittable_from_checks_the_address(from_header: bytes) -> None:
     mail = parse_message(b"From: " + from_header + b"\r\nSubject: x\r\n\r\nbody\r\n")
     assert mail.sender is None
+
+
+def test_an_indented_first_header_line_is_still_a_header() -> None:
+    mail = parse_message(b" From: Ann <ann@example.com>\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert mail.sender is not None and mail.sender.email == "ann@example.com"
+    assert mail.subject == "hi"
