@@ -64,11 +64,12 @@ class Skeleton:
         return part.get_payload(decode=True)
 
     def encoded(self, part: Message) -> bytes:
-        """The part's body as written, before any transfer decoding."""
+        """The part's body as written, before any transfer decoding (its 8-bit bytes
+        too, which `get_payload()` would already have decoded)."""
         index = part.get(self.stub)
         if index is not None:
             return self.source[slice(*self.spans[int(index)])]
-        return str(part.get_payload()).encode("utf-8", "surrogateescape")
+        return part.as_bytes(policy=compat32).partition(b"\n\n")[2]
 
 
 def uudecode(body: bytes) -> bytes:

@@ -190,3 +190,12 @@ def test_line_breaks_in_html_source_are_spaces_except_in_pre() -> None:
         b"<p>This\r\n<em>is</em>\r\na test</p><pre>one\r\ntwo</pre>\r\n"
     )
     assert parse_message(raw).text == "This is a test\none\ntwo"
+
+
+def test_eight_bit_text_labelled_base64_keeps_its_own_charset() -> None:
+    text = "\u041f\u0440\u0438\u0432\u0435\u0442, \u044d\u0442\u043e \u0442\u0435\u043a\u0441\u0442"
+    raw = (
+        b"From: a@x.test\r\nSubject: x\r\nContent-Type: text/plain; charset=koi8-r\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + text.encode("koi8_r") + b"\r\n"
+    )
+    assert parse_message(raw).text.strip() == text
