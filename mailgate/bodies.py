@@ -94,7 +94,7 @@ def _latest_reply(text: str) -> str:
     replies = message.read().replies
     latest = str(replies[0].full_body) if replies else ""
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    stub = first.startswith(latest) and first.endswith(":") and len(latest) < len(first)
+    stub = first.startswith(latest) and first.endswith(":") and len(latest) <= len(first)
     return "" if stub else latest
 
 

@@ -94,7 +94,13 @@ def valid_address(addr: str) -> bool:
 
 
 def message_ids(value: str | None) -> tuple[str, ...]:
-    """The distinct Message-IDs of a header value, brackets and comments removed."""
+    """The distinct Message-IDs an In-Reply-To or References value points to, brackets
+    and comments removed. Only `id@domain` counts: `<yes>` (an old git-send-email
+    slip) would otherwise thread unrelated mail together."""
+    return tuple(i for i in _bracketed_ids(value) if "@" in i)
+
+
+def _bracketed_ids(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
     found = [_clean_id(m) for m in _MSG_ID.findall(value)]
@@ -104,8 +110,8 @@ def message_ids(value: str | None) -> tuple[str, ...]:
 
 
 def first_id(value: str | None) -> str | None:
-    """The first Message-ID of a value, or its first token when it holds none."""
-    ids = message_ids(value)
+    """A message's own Message-ID: its first bracketed id, or its first token."""
+    ids = _bracketed_ids(value)
     if ids:
         return ids[0]
     token = value.split()[0].strip("<>") if value and value.split() else ""

@@ -88,3 +88,12 @@ def test_an_indented_first_header_line_is_still_a_header() -> None:
     mail = parse_message(b" From: Ann <ann@example.com>\r\nSubject: hi\r\n\r\nbody\r\n")
     assert mail.sender is not None and mail.sender.email == "ann@example.com"
     assert mail.subject == "hi"
+
+
+def test_reply_ids_without_a_domain_are_not_threading_ids() -> None:
+    mail = parse_message(
+        b"From: joe@example.org\r\nSubject: x\r\nMessage-ID: <3@example.org>\r\n"
+        b"In-Reply-To: <yes>\r\nReferences: <yes> <1@example.org>\r\n\r\npatch\r\n"
+    )
+    assert mail.in_reply_to == ()
+    assert mail.references == ("1@example.org",)

@@ -144,3 +144,14 @@ def test_corpus_replies(name: str, expected: str) -> None:
     if not path.is_file():
         pytest.skip(f"corpus file {path} not present")
     assert parse_message(path.read_bytes(), MessageLimits()).new_text == expected
+
+
+def test_a_bottom_post_under_a_quote_holding_an_earlier_attribution() -> None:
+    text = (
+        "Richard Jones wrote:\n"
+        "> On Tue, Jul 24, 2012 at 03:26:24PM -0400, Tom wrote:\n"
+        "> > I wish we could build these.\n"
+        "\n"
+        "The cross compilers are already there.\n"
+    )
+    assert reply_text(text) == "The cross compilers are already there."
