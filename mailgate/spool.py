@@ -31,7 +31,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from core.intake import Envelope
 from mailgate.accept import accept_message
@@ -157,22 +157,29 @@ def _locked(path: Path) -> Iterator[BinaryIO | None]:
 def _read(data: bytes) -> tuple[Envelope, bytes]:
     """The envelope line and the raw message; an unreadable envelope line keeps the
     whole file as the message, which then lands in the import log."""
-    head, newline, raw = data.partition(b"\n")
+    fields, raw = _split(data)
     try:
-        fields = json.loads(head)
         envelope = Envelope(
             str(fields["transport"]),
             fields["sender"] if isinstance(fields["sender"], str) else None,
             tuple(str(r) for r in fields["recipients"]),
         )
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return Envelope("smtp"), data
-    return envelope, raw if newline else b""
+    return envelope, raw
 
 
 def _complete(data: bytes) -> bool:
+    """Whether a file holds all the message its envelope line announces."""
+    fields, raw = _split(data)
+    return fields.get("size") == len(raw)
+
+
+def _split(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The envelope line's fields ({} when unreadable) and the message after it."""
     head, _, raw = data.partition(b"\n")
     try:
-        return bool(json.loads(head)["size"] == len(raw))
-    except (ValueError, KeyError, TypeError):
-        return False
+        fields = json.loads(head)
+    except ValueError:
+        return {}, raw
+    return (fields, raw) if isinstance(fields, dict) else ({}, raw)

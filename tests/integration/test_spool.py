@@ -48,6 +48,14 @@ def _spool(app: Any) -> Spool:
     return Spool(app.settings.data_dir)
 
 
+def _wait_until_imported(app: Any) -> None:
+    """Until the daemon's worker has emptied the spool (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while _spool(app).pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _spool(app).pending() == []
+
+
 def _imports(config: Path) -> list[dict[str, Any]]:
     done = run_cli(config, "importlog", "list", "--json")
     assert done.returncode == 0, done.stderr
@@ -139,10 +147,7 @@ def test_the_daemon_imports_what_it_spooled(app: Any) -> None:
             for n in range(5):
                 reply = client.sendmail("dana@client.test", ["support@example.com"], _mail(n))
                 assert reply == {}
-        deadline = time.monotonic() + 30
-        while _spool(app).pending() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _spool(app).pending() == []
+        _wait_until_imported(app)
     finally:
         running.stop()
     with app.uow() as uow:
@@ -160,10 +165,7 @@ def test_a_dead_worker_is_replaced_and_its_mail_imported(app: Any) -> None:
         with smtplib.SMTP("127.0.0.1", running.port, timeout=30) as client:
             assert client.sendmail("dana@client.test", ["support@example.com"], _mail(1)) == {}
         assert importer._process is not first and importer._process.is_alive()
-        deadline = time.monotonic() + 30
-        while _spool(app).pending() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _spool(app).pending() == []
+        _wait_until_imported(app)
     finally:
         running.stop()
 

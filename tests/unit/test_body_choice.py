@@ -168,19 +168,20 @@ def test_html_only_mail_keeps_its_html() -> None:
     assert mail.html is not None and "Jane" in mail.html
 
 
-def test_text_labelled_base64_that_is_not_is_taken_as_written() -> None:
-    raw = (
-        b"From: a@x.test\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        b"Content-Transfer-Encoding: base64\r\n\r\nHello there\r\nsecond line\r\n"
+def _base64_labelled(charset: bytes, body: bytes) -> bytes:
+    return (
+        b"From: a@x.test\r\nSubject: x\r\nContent-Type: text/plain; charset=" + charset + b"\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + body + b"\r\n"
     )
+
+
+def test_text_labelled_base64_that_is_not_is_taken_as_written() -> None:
+    raw = _base64_labelled(b"utf-8", b"Hello there\r\nsecond line")
     assert parse_message(raw).text == "Hello there\nsecond line\n"
 
 
 def test_real_base64_text_is_still_decoded() -> None:
-    raw = (
-        b"From: a@x.test\r\nSubject: x\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        b"Content-Transfer-Encoding: base64\r\n\r\nSGVsbG8gdGhlcmUK\r\n"
-    )
+    raw = _base64_labelled(b"utf-8", b"SGVsbG8gdGhlcmUK")
     assert parse_message(raw).text == "Hello there\n"
 
 
@@ -194,8 +195,5 @@ def test_line_breaks_in_html_source_are_spaces_except_in_pre() -> None:
 
 def test_eight_bit_text_labelled_base64_keeps_its_own_charset() -> None:
     text = "\u041f\u0440\u0438\u0432\u0435\u0442, \u044d\u0442\u043e \u0442\u0435\u043a\u0441\u0442"
-    raw = (
-        b"From: a@x.test\r\nSubject: x\r\nContent-Type: text/plain; charset=koi8-r\r\n"
-        b"Content-Transfer-Encoding: base64\r\n\r\n" + text.encode("koi8_r") + b"\r\n"
-    )
+    raw = _base64_labelled(b"koi8-r", text.encode("koi8_r"))
     assert parse_message(raw).text.strip() == text
